@@ -1,0 +1,101 @@
+"""IPv4 and IPv6 addresses and prefixes, and the IANA special-purpose ranges no report may target."""
+from __future__ import annotations
+
+import ipaddress
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+
+class AddressError(ValueError):
+    """Text that is not an address or prefix in the form the protocol accepts."""
+
+
+def parse_ip(text: str) -> IPAddress:
+    """An address; IPv4-mapped IPv6 (::ffff:a.b.c.d) is the IPv4 address it maps, so both spellings meet."""
+    if not isinstance(text, str):
+        raise AddressError("address must be a string")
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise AddressError(f"{text!r} is not an IPv4 or IPv6 address") from None
+    if isinstance(address, IPv6Address):
+        if address.scope_id:
+            raise AddressError(f"{text!r}: scoped addresses are not routable")
+        if address.ipv4_mapped:
+            return address.ipv4_mapped
+    return address
+
+
+def parse_prefix(text: str) -> IPNetwork:
+    """A prefix in CIDR form with no host bits set (198.51.100.0/24, 2001:db8::/32)."""
+    if not isinstance(text, str) or "/" not in text:
+        raise AddressError(f"{text!r} is not a prefix in CIDR form (address/length)")
+    try:
+        return ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as exc:
+        raise AddressError(f"{text!r} is not a valid prefix: {exc}") from None
+
+
+def address_range(network: IPNetwork) -> tuple[int, bytes, bytes]:
+    """(family, first, last) with addresses as fixed-width big-endian bytes, so byte order is address order."""
+    return network.version, network.network_address.packed, network.broadcast_address.packed
+
+
+def contains(outer: IPNetwork, inner: IPNetwork) -> bool:
+    return outer.version == inner.version and inner.subnet_of(outer)
+
+
+# IANA IPv4/IPv6 Special-Purpose Address Registries (RFC 6890 and updates), plus multicast.
+SPECIAL_PURPOSE: tuple[tuple[IPNetwork, str], ...] = tuple(
+    (ipaddress.ip_network(prefix), name)
+    for prefix, name in (
+        ("0.0.0.0/8", "this network"),
+        ("10.0.0.0/8", "private use"),
+        ("100.64.0.0/10", "shared address space (CGN)"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link local"),
+        ("172.16.0.0/12", "private use"),
+        ("192.0.0.0/24", "IETF protocol assignments"),
+        ("192.0.2.0/24", "documentation (TEST-NET-1)"),
+        ("192.31.196.0/24", "AS112-v4"),
+        ("192.52.193.0/24", "AMT"),
+        ("192.88.99.0/24", "deprecated 6to4 relay anycast"),
+        ("192.168.0.0/16", "private use"),
+        ("192.175.48.0/24", "direct delegation AS112 service"),
+        ("198.18.0.0/15", "benchmarking"),
+        ("198.51.100.0/24", "documentation (TEST-NET-2)"),
+        ("203.0.113.0/24", "documentation (TEST-NET-3)"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved"),
+        ("255.255.255.255/32", "limited broadcast"),
+        ("::/128", "unspecified address"),
+        ("::1/128", "loopback"),
+        ("::ffff:0:0/96", "IPv4-mapped address"),
+        ("64:ff9b::/96", "IPv4-IPv6 translation"),
+        ("64:ff9b:1::/48", "IPv4-IPv6 local-use translation"),
+        ("100::/64", "discard-only"),
+        ("2001::/23", "IETF protocol assignments"),
+        ("2001:db8::/32", "documentation"),
+        ("2002::/16", "6to4"),
+        ("3fff::/20", "documentation"),
+        ("5f00::/16", "segment routing SIDs"),
+        ("fc00::/7", "unique local"),
+        ("fe80::/10", "link-local unicast"),
+        ("ff00::/8", "multicast"),
+    )
+)
+
+
+def special_purpose(target: IPAddress | IPNetwork) -> str | None:
+    """The registry name of the special-purpose range holding `target`, or None for global unicast space.
+
+    A prefix counts only when it lies wholly inside a special range: 192.0.0.0/8 is ordinary space that
+    happens to contain documentation /24s.
+    """
+    network = target if isinstance(target, (IPv4Network, IPv6Network)) else ipaddress.ip_network(target)
+    for reserved, name in SPECIAL_PURPOSE:
+        if contains(reserved, network):
+            return name
+    return None
