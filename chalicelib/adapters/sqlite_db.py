@@ -1,0 +1,48 @@
+"""One SQLite database file shared by the SQLite adapters: WAL, a connection per thread, schema on open."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class SQLiteDatabase:
+    """Connections are per thread (waitress serves from a thread pool); writes use BEGIN IMMEDIATE."""
+
+    def __init__(self, path: str | Path, schema: str = ""):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._schemas: list[str] = []
+        if schema:
+            self.ensure_schema(schema)
+
+    def ensure_schema(self, schema: str) -> None:
+        if schema not in self._schemas:
+            self._schemas.append(schema)
+            self.connection.executescript(schema)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives power loss
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self.connection
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
