@@ -1,0 +1,3 @@
+"""netimmune: signed abuse reports routed to whoever runs the address space."""
+
+__version__ = "0.1.0"

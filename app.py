@@ -1,0 +1,108 @@
+"""The node's HTTP API (DESIGN.md §3): each route parses, calls one core function, renders."""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+
+from chalice import Chalice, Response
+
+from chalicelib import __version__
+from chalicelib.core import delegations, referral
+from chalicelib.core.ports import Role
+from chalicelib.core.errors import BadRequest, NodeError, PayloadTooLarge
+from chalicelib.core.tokens import require_role
+from chalicelib.openapi import openapi_document
+from chalicelib.settings import Settings
+from chalicelib.wiring import NodeHolder, build_node
+
+app = Chalice(app_name="netimmune")
+current = NodeHolder(lambda: build_node(Settings.from_env()))
+log = logging.getLogger("netimmune.api")
+
+MAX_JSON_BODY = 1024 * 1024
+
+
+def json_response(body, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(body=json.dumps(body), status_code=status,
+                    headers={"Content-Type": "application/json", **(headers or {})})
+
+
+def api(path: str, methods: tuple[str, ...] = ("GET",)):
+    """A route whose refusals become the JSON errors of DESIGN.md §3, never a 5xx."""
+    def register(view):
+        @functools.wraps(view)
+        def handle(**params):
+            try:
+                return view(**params)
+            except NodeError as error:
+                return json_response(error.to_json(), error.status, error.headers)
+            except Exception:  # an unexpected fault: logged with its trace, answered without it
+                log.exception("unhandled error in %s", path)
+                return json_response({"error": {"code": "internal", "message": "internal error"}}, 500)
+        return app.route(path, methods=list(methods))(handle)
+    return register
+
+
+def request_json(limit: int = MAX_JSON_BODY):
+    raw = app.current_request.raw_body or b""
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"body of {len(raw)} bytes exceeds {limit}")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("body is not valid JSON", code="bad_json") from None
+
+
+def require(*roles: str) -> None:
+    require_role(current.get().tokens, app.current_request.headers.get("authorization"), *roles)
+
+
+@api("/v1/node")
+def node_info():
+    node = current.get()
+    return json_response({"key": node.key.public, "version": "v1", "software": f"netimmune {__version__}",
+                          "root": node.is_root, "trust_anchor": node.anchor,
+                          "chains": [m.chain for m in node.delegations.list_delegations(Role.HELD)]})
+
+
+@api("/v1/refer/{ip}")
+def refer(ip):
+    answer = referral.refer(current.get(), ip)
+    return json_response(answer.to_json(), 404 if answer.answer is referral.Answer.NONE else 200)
+
+
+@api("/v1/delegations", methods=("POST",))
+def grant_delegation():
+    require()
+    body = request_json()
+    if not isinstance(body, dict):
+        raise BadRequest("expected an object with prefix, holder, endpoint and optionally days")
+    chain = delegations.grant(current.get(), body.get("prefix"), body.get("holder"), body.get("endpoint"),
+                              body.get("days"))
+    return json_response({"delegation": chain[-1], "chain": chain}, 201)
+
+
+@api("/v1/delegations")
+def list_delegations():
+    require()
+    return json_response(delegations.list_delegations(current.get()))
+
+
+@api("/v1/delegations/held", methods=("PUT",))
+def install_delegation():
+    require()
+    leaf = delegations.install(current.get(), request_json())
+    return json_response({"installed": str(leaf.prefix), "serial": leaf.serial})
+
+
+@api("/v1/delegations/{network}/{length}", methods=("DELETE",))
+def revoke_delegation(network, length):
+    require()
+    delegations.revoke(current.get(), f"{network}/{length}")
+    return json_response({"revoked": f"{network}/{length}"})
+
+
+@api("/openapi.json")
+def openapi():
+    return json_response(openapi_document(__version__))

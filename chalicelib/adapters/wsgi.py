@@ -1,0 +1,63 @@
+"""A thin WSGI adapter over Chalice's local gateway, so a production WSGI server runs the same app."""
+from __future__ import annotations
+
+import base64
+import json
+from http import HTTPStatus
+from urllib.parse import quote
+
+from chalice import Chalice
+from chalice.config import Config
+from chalice.local import LocalGateway, LocalGatewayException
+
+MAX_BODY = 16 * 1024 * 1024
+
+
+def _error(status: int, code: str, message: str) -> tuple[int, dict, bytes]:
+    return status, {"Content-Type": "application/json"}, json.dumps(
+        {"error": {"code": code, "message": message}}).encode()
+
+
+class ChaliceWSGI:
+    def __init__(self, app: Chalice, max_body: int = MAX_BODY):
+        self.gateway = LocalGateway(app, Config.create(lambda_timeout=60))
+        self.max_body = max_body
+
+    def __call__(self, environ, start_response):
+        status, headers, body = self.handle(environ)
+        start_response(f"{status} {HTTPStatus(status).phrase}",
+                       [(name, str(value)) for name, value in headers.items()]
+                       + [("Content-Length", str(len(body)))])
+        return [body]
+
+    def handle(self, environ) -> tuple[int, dict, bytes]:
+        path = environ.get("RAW_URI") or environ.get("REQUEST_URI") or quote(environ.get("PATH_INFO", "/"))
+        if "?" not in path and environ.get("QUERY_STRING"):
+            path += "?" + environ["QUERY_STRING"]
+        headers = {key[5:].replace("_", "-").lower(): value
+                   for key, value in environ.items() if key.startswith("HTTP_")}
+        for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if environ.get(key):
+                headers[key.replace("_", "-").lower()] = environ[key]
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _error(400, "bad_request", "Content-Length is not a number")
+        if length > self.max_body:
+            return _error(413, "too_large", f"body of {length} bytes exceeds {self.max_body}")
+        body = environ["wsgi.input"].read(length) if length else None
+        try:
+            response = self.gateway.handle_request(environ["REQUEST_METHOD"], path, headers, body)
+        except LocalGatewayException as exc:
+            if exc.CODE == 403 and b"Missing Authentication Token" in (exc.body or b""):
+                return _error(404, "not_found", f"no route for {environ['REQUEST_METHOD']} {path}")
+            return exc.CODE, dict(exc.headers), exc.body or b""
+        out_headers = {**response.get("headers", {})}
+        for name, values in (response.get("multiValueHeaders") or {}).items():
+            out_headers[name] = ", ".join(values)
+        payload = response.get("body") or b""
+        if response.get("isBase64Encoded"):
+            payload = base64.b64decode(payload)
+        elif isinstance(payload, str):
+            payload = payload.encode()
+        return response["statusCode"], out_headers, payload

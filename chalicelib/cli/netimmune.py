@@ -1,0 +1,195 @@
+"""`netimmune`: run and administer a node (keys, serve, delegate, token, policy)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..core import delegations
+from ..core.tokens import ROLES, create_token
+from ..protocol.keys import KeyPair
+from ..settings import Settings
+from ..wiring import build_node
+from .common import CommandError, print_json, refusals_to_exit
+
+
+def node_options(func):
+    """The options that locate a node and its trust anchor; each falls back to NETIMMUNE_* variables."""
+    options = [
+        click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="SQLite database of the node [env NETIMMUNE_DB; default netimmune.db]"),
+        click.option("--key", "key_file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="node key file [env NETIMMUNE_KEY_FILE; default: the db path with .key]"),
+        click.option("--anchor", "trust_anchor", help="root key (ed25519:…); omit on the root itself "
+                     "[env NETIMMUNE_TRUST_ANCHOR]"),
+        click.option("--endpoint", help="public base URL of this node [env NETIMMUNE_ENDPOINT]"),
+        click.option("--dev", "dev_mode", is_flag=True, default=None,
+                     help="allow special-purpose space such as loopback [env NETIMMUNE_DEV_MODE]"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def settings_from(options: dict) -> Settings:
+    keys = ("db_path", "key_file", "trust_anchor", "endpoint", "dev_mode")
+    return Settings.from_env().with_overrides(**{k: options.pop(k) for k in keys})
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Run and administer a netimmune report node."""
+
+
+@main.group()
+def keys() -> None:
+    """Node keys."""
+
+
+@keys.command("new")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="key file to create (default: the node's key path)")
+@node_options
+@refusals_to_exit
+def keys_new(out, **options) -> None:
+    """Create an Ed25519 key (mode 0600) and print its public form."""
+    path = out or settings_from(options).key_path
+    key = KeyPair.generate()
+    key.save(path)
+    click.echo(key.public)
+    click.echo(f"saved to {path}", err=True)
+
+
+@keys.command("show")
+@node_options
+@refusals_to_exit
+def keys_show(**options) -> None:
+    """Print the node's public key."""
+    click.echo(KeyPair.load(settings_from(options).key_path).public)
+
+
+@main.command()
+@node_options
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
+@refusals_to_exit
+def serve(host, port, threads, **options) -> None:
+    """Serve the node API with waitress (a production WSGI server)."""
+    from waitress import create_server
+
+    import app as node_app
+
+    from ..adapters.wsgi import ChaliceWSGI
+
+    settings = settings_from(options)
+    node = build_node(settings)
+    node_app.current.set(node)
+    server = create_server(ChaliceWSGI(node_app.app), host=host, port=port, threads=threads,
+                           ident="netimmune", clear_untrusted_proxy_headers=True)
+    mode = "dev mode: special-purpose space allowed" if settings.dev_mode else "production mode"
+    click.echo(f"netimmune node {node.key.public} listening on http://{host}:{port} ({mode})", err=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+
+
+@main.group()
+def delegate() -> None:
+    """Grant, revoke, list and install delegations."""
+
+
+@delegate.command("grant")
+@click.argument("prefix")
+@click.option("--holder", required=True, help="the child's public key (ed25519:…)")
+@click.option("--to", "child_endpoint", required=True, help="the child node's base URL")
+@click.option("--days", type=click.IntRange(1, 3660), help="validity (default NETIMMUNE_GRANT_DAYS or 365)")
+@node_options
+@refusals_to_exit
+def delegate_grant(prefix, holder, child_endpoint, days, **options) -> None:
+    """Sign a delegation of PREFIX to a child and print the chain (give it to the child)."""
+    chain = delegations.grant(build_node(settings_from(options)), prefix, holder, child_endpoint, days)
+    print_json({"delegation": chain[-1], "chain": chain})
+
+
+@delegate.command("revoke")
+@click.argument("prefix")
+@node_options
+@refusals_to_exit
+def delegate_revoke(prefix, **options) -> None:
+    """Stop referring PREFIX to the child it was granted to."""
+    delegations.revoke(build_node(settings_from(options)), prefix)
+    click.echo(f"revoked {prefix}")
+
+
+@delegate.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print JSON with the signed documents")
+@node_options
+@refusals_to_exit
+def delegate_list(as_json, **options) -> None:
+    """Delegations this node holds and has granted."""
+    listing = delegations.list_delegations(build_node(settings_from(options)))
+    if as_json:
+        print_json(listing)
+        return
+    for role, items in listing.items():
+        for item in items:
+            click.echo(f"{role:8} {item['prefix']:<43} {item['endpoint']:<40} serial {item['serial']:<5} "
+                       f"until {item['not_after']}  {item['holder']}")
+
+
+@delegate.command("install")
+@click.argument("source", type=click.File("r"))
+@node_options
+@refusals_to_exit
+def delegate_install(source, **options) -> None:
+    """Install the chain a parent granted this node (the JSON `delegate grant` printed; - for stdin)."""
+    try:
+        document = json.load(source)
+    except ValueError as exc:
+        raise CommandError(f"{source.name} is not JSON: {exc}") from None
+    leaf = delegations.install(build_node(settings_from(options)), document)
+    click.echo(f"installed {leaf.prefix} (serial {leaf.serial}, until "
+               f"{leaf.document['delegation']['not_after']})")
+
+
+@main.group()
+def token() -> None:
+    """API tokens for operators and appliances."""
+
+
+@token.command("create")
+@click.option("--role", required=True, type=click.Choice(ROLES))
+@click.option("--label", default="", help="who or what the token is for")
+@node_options
+@refusals_to_exit
+def token_create(role, label, **options) -> None:
+    """Create a token; it is shown once and stored only as a hash."""
+    node = build_node(settings_from(options))
+    click.echo(create_token(node.tokens, role, label, node.clock.now()))
+
+
+@main.group()
+def policy() -> None:
+    """Per-prefix policy files."""
+
+
+@policy.command("check")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def policy_check(path) -> None:
+    """Validate a policy file; print every problem as FILE:LINE:COL: message."""
+    from ..core.policy import PolicyError, load_policy
+
+    try:
+        loaded = load_policy(path)
+    except PolicyError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    click.echo(f"{path}: ok ({len(loaded.rules)} rules, {len(loaded.webhooks)} webhooks)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Granting space to children, installing what a parent granted us, revoking and listing.
+
+Revoking stops this node from referring the space; the signed document itself stays valid until its
+not_after, which is why grants are short-lived and renewed (as RPKI certificates are).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from ..protocol.delegation import Delegation, MalformedDelegation, check_endpoint, issue_delegation, validate_chain
+from ..protocol.keys import InvalidKey, parse_public_key
+from ..protocol.prefixes import contains
+from .errors import BadRequest, Forbidden, NotFound, Unprocessable
+from .node import Node
+from .ports import DelegationMatch, Role, StaleDelegation
+from .targets import parse_space
+
+
+def grant(node: Node, prefix_text: str, holder: str, endpoint: str, days: int | None = None) -> list[dict]:
+    """Sign and record a delegation; return the whole chain from the anchor to it, for the holder."""
+    prefix = parse_space(prefix_text, node.settings.dev_mode)
+    try:
+        parse_public_key(holder)
+        endpoint = check_endpoint(endpoint)
+    except (InvalidKey, MalformedDelegation) as exc:
+        raise BadRequest(str(exc)) from None
+    if holder == node.key.public:
+        raise BadRequest("a node cannot delegate to itself")
+    if days is not None and (not isinstance(days, int) or isinstance(days, bool) or not 0 < days <= 3660):
+        raise BadRequest("days must be a whole number from 1 to 3660")
+    now = node.clock.now()
+    not_after = now + timedelta(days=days or node.settings.grant_days)
+    parent_chain: list[dict] = []
+    if not node.is_root:
+        parent = _held_parent(node, prefix)
+        not_after = min(not_after, parent.delegation.not_after)
+        parent_chain = parent.chain
+    delegation = issue_delegation(node.key, prefix, holder, endpoint, node.delegations.next_serial(prefix),
+                                  now, not_after)
+    node.delegations.save_delegations(Role.GRANTED, [delegation])
+    return [*parent_chain, delegation.document]
+
+
+def _held_parent(node: Node, prefix) -> DelegationMatch:
+    now = node.clock.now()
+    held = [m for m in node.delegations.list_delegations(Role.HELD)
+            if contains(m.delegation.prefix, prefix) and m.delegation.valid_at(now)]
+    if not held:
+        raise Forbidden(f"{prefix} is not inside any space this node holds; install a delegation first",
+                        code="not_held")
+    return max(held, key=lambda m: m.delegation.prefix.prefixlen)
+
+
+def install(node: Node, chain: Any) -> Delegation:
+    """Install a chain from the anchor down to a delegation held by this node's key."""
+    chain = chain.get("chain") if isinstance(chain, dict) and "chain" in chain else chain
+    if isinstance(chain, dict):
+        chain = [chain]
+    if not isinstance(chain, Sequence) or isinstance(chain, str):
+        raise BadRequest("expected a chain: a list of signed delegations, root first")
+    verdict = validate_chain(list(chain), node.anchor, node.clock.now())
+    if not verdict.ok:
+        raise Unprocessable(f"chain refused: {verdict.explain()}", code=f"chain_{verdict.error.value}")
+    if verdict.leaf.holder != node.key.public:
+        raise Forbidden("the last delegation of the chain is held by another key, not this node's",
+                        code="not_holder")
+    try:
+        node.delegations.save_delegations(Role.HELD, [verdict.leaf], [list(chain)])
+    except StaleDelegation as exc:
+        raise Unprocessable(str(exc), code="stale_serial") from None
+    return verdict.leaf
+
+
+def revoke(node: Node, prefix_text: str) -> None:
+    prefix = parse_space(prefix_text, dev_mode=True)
+    if not node.delegations.remove_delegation(Role.GRANTED, prefix):
+        raise NotFound(f"no delegation granted for {prefix}")
+
+
+def list_delegations(node: Node) -> dict:
+    return {role.value: [{"prefix": str(m.delegation.prefix), "holder": m.delegation.holder,
+                          "endpoint": m.delegation.endpoint, "serial": m.delegation.serial,
+                          "not_after": m.delegation.document["delegation"]["not_after"],
+                          "document": m.delegation.document}
+                         for m in node.delegations.list_delegations(role)]
+            for role in Role}

@@ -1,0 +1,26 @@
+"""A node: its key, its settings and the ports it works through, as the wiring function assembled them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..protocol.keys import KeyPair
+from ..settings import Settings
+from .ports import Clock, DelegationStore, TokenStore
+
+
+@dataclass(frozen=True)
+class Node:
+    settings: Settings
+    key: KeyPair
+    delegations: DelegationStore
+    tokens: TokenStore
+    clock: Clock
+
+    @property
+    def anchor(self) -> str:
+        """The root key that every chain must start from; a root node is its own anchor."""
+        return self.settings.trust_anchor or self.key.public
+
+    @property
+    def is_root(self) -> bool:
+        return self.anchor == self.key.public

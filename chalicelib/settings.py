@@ -1,0 +1,72 @@
+"""A node's settings, read once from the environment (Lambda) or from CLI options (local)."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .protocol.keys import parse_public_key
+
+ENV_PREFIX = "NETIMMUNE_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_path: Path = Path("netimmune.db")
+    key_file: Path | None = None      # default: the db path with the suffix .key
+    endpoint: str = "http://127.0.0.1:8080"
+    trust_anchor: str | None = None   # the root key; None means this node is the root
+    dev_mode: bool = False            # allows special-purpose space such as loopback
+    referral_ttl: int = 3600
+    negative_ttl: int = 300
+    grant_days: int = 365
+
+    def __post_init__(self):
+        if self.trust_anchor is not None:
+            try:
+                parse_public_key(self.trust_anchor)
+            except ValueError as exc:
+                raise SettingsError(f"{ENV_PREFIX}TRUST_ANCHOR: {exc}") from None
+        for name in ("referral_ttl", "negative_ttl", "grant_days"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
+
+    @property
+    def key_path(self) -> Path:
+        return self.key_file or self.db_path.with_suffix(".key")
+
+    def with_overrides(self, **changes) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        def get(name: str) -> str | None:
+            return env.get(ENV_PREFIX + name) or None
+
+        def integer(name: str, default: int) -> int:
+            raw = get(name)
+            try:
+                return default if raw is None else int(raw)
+            except ValueError:
+                raise SettingsError(f"{ENV_PREFIX}{name} must be an integer, got {raw!r}") from None
+
+        defaults = cls()
+        return cls(
+            db_path=Path(get("DB") or defaults.db_path),
+            key_file=Path(get("KEY_FILE")) if get("KEY_FILE") else None,
+            endpoint=(get("ENDPOINT") or defaults.endpoint).rstrip("/"),
+            trust_anchor=get("TRUST_ANCHOR"),
+            dev_mode=_flag(get("DEV_MODE") or ""),
+            referral_ttl=integer("REFERRAL_TTL", defaults.referral_ttl),
+            negative_ttl=integer("NEGATIVE_TTL", defaults.negative_ttl),
+            grant_days=integer("GRANT_DAYS", defaults.grant_days),
+        )
