@@ -8,9 +8,10 @@ import logging
 from chalice import Chalice, Response
 
 from chalicelib import __version__
-from chalicelib.core import delegations, referral
-from chalicelib.core.ports import Role
+from chalicelib.adapters.wsgi import PEER_HEADER
+from chalicelib.core import cases, delegations, intake, referral
 from chalicelib.core.errors import BadRequest, NodeError, PayloadTooLarge
+from chalicelib.core.ports import Role
 from chalicelib.core.tokens import require_role
 from chalicelib.openapi import openapi_document
 from chalicelib.settings import Settings
@@ -21,6 +22,9 @@ current = NodeHolder(lambda: build_node(Settings.from_env()))
 log = logging.getLogger("netimmune.api")
 
 MAX_JSON_BODY = 1024 * 1024
+MAX_REPORT_BODY = 512 * 1024
+MAX_BATCH_BODY = 16 * 1024 * 1024
+
 
 
 def json_response(body, status: int = 200, headers: dict | None = None) -> Response:
@@ -56,6 +60,14 @@ def request_json(limit: int = MAX_JSON_BODY):
 
 def require(*roles: str) -> None:
     require_role(current.get().tokens, app.current_request.headers.get("authorization"), *roles)
+
+
+def client_address() -> str:
+    """The peer's address: from the WSGI adapter locally, from API Gateway's request context on AWS."""
+    request = app.current_request
+    if current.get().settings.trust_peer_header and request.headers.get(PEER_HEADER):
+        return request.headers[PEER_HEADER]
+    return (request.context.get("identity") or {}).get("sourceIp", "unknown")
 
 
 @api("/v1/node")
@@ -101,6 +113,47 @@ def revoke_delegation(network, length):
     require()
     delegations.revoke(current.get(), f"{network}/{length}")
     return json_response({"revoked": f"{network}/{length}"})
+
+
+@api("/v1/reports", methods=("POST",))
+def submit_report():
+    node = current.get()
+    intake.limit_client(node, client_address())
+    answer = intake.submit(node, [request_json(MAX_REPORT_BODY)])[0]
+    return json_response(answer.body, answer.status, answer.headers)
+
+
+@api("/v1/reports/batch", methods=("POST",))
+def submit_batch():
+    node = current.get()
+    intake.limit_client(node, client_address())
+    answers = intake.submit(node, intake.parse_batch(request_json(MAX_BATCH_BODY)))
+    return json_response({"results": [{"index": i, "status": a.status, "answer": a.body}
+                                      for i, a in enumerate(answers)]})
+
+
+@api("/v1/reports/{report_id}")
+def report_status(report_id):
+    return json_response(cases.report_status(current.get(), report_id))
+
+
+@api("/v1/cases")
+def list_cases():
+    require("reader")
+    status = (app.current_request.query_params or {}).get("status")
+    return json_response({"cases": cases.list_cases(current.get(), status)})
+
+
+@api("/v1/cases/{ip}")
+def cases_for_address(ip):
+    require("reader")
+    return json_response({"cases": cases.cases_for(current.get(), ip)})
+
+
+@api("/v1/cases/{ip}/{category}/resolve", methods=("POST",))
+def resolve_case(ip, category):
+    require("reader")
+    return json_response(cases.resolve(current.get(), ip, category))
 
 
 @api("/openapi.json")

@@ -59,6 +59,37 @@ SCHEMAS = {
         "key": {"type": "string"}, "version": {"type": "string"}, "software": {"type": "string"},
         "root": {"type": "boolean"}, "trust_anchor": {"type": "string"},
         "chains": {"type": "array", "items": _ref("Chain")}}},
+    "Envelope": {"type": "object", "required": ["report", "signature"], "properties": {
+        "report": _ref("Report"), "signature": _ref("Signature"),
+        "credentials": {"type": "array", "maxItems": 10, "items": {"type": "object"}}}},
+    "Report": {"type": "object", "description": "X-ARF v4 core fields; the category is the tag netimmune:<slug>",
+               "required": ["xarf_version", "report_id", "timestamp", "reporter", "source_identifier",
+                            "category", "type"],
+               "properties": {"xarf_version": {"const": "4.0.0"}, "report_id": {"type": "string", "format": "uuid"},
+                              "timestamp": {"type": "string", "format": "date-time"},
+                              "reporter": {"type": "object", "properties": {
+                                  "org": {"type": "string"}, "contact": {"type": "string"},
+                                  "domain": {"type": "string"}}},
+                              "source_identifier": {"type": "string"},
+                              "source_port": {"type": "integer", "minimum": 0, "maximum": 65535},
+                              "category": {"type": "string"}, "type": {"type": "string"},
+                              "service": {"type": "string"}, "description": {"type": "string"},
+                              "evidence": {"type": "array", "items": {"type": "object", "required": [
+                                  "content_type", "payload", "hash"], "properties": {
+                                  "content_type": {"type": "string"}, "payload": {"type": "string"},
+                                  "hash": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
+                                  "description": {"type": "string"}}}},
+                              "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                              "tags": {"type": "array", "items": {"type": "string"}}}},
+    "Accepted": {"type": "object", "properties": {
+        "report_id": {"type": "string"}, "status": {"type": "string"}, "ip": {"type": "string"},
+        "category": {"type": "string"}, "received": {"type": "string"}, "rank": {"type": "string"},
+        "credentials_ignored": {"type": "string"}}},
+    "Case": {"type": "object", "properties": {
+        "ip": {"type": "string"}, "category": {"type": "string"},
+        "status": {"enum": ["received", "verifying", "confirmed", "refuted", "inconclusive", "resolved"]},
+        "score": {"type": "number"}, "reports": {"type": "integer"},
+        "reporters": {"type": "array", "items": {"type": "object"}}, "verification": {}}},
     "Grant": {"type": "object", "required": ["prefix", "holder", "endpoint"], "properties": {
         "prefix": {"type": "string"}, "holder": {"type": "string"}, "endpoint": {"type": "string"},
         "days": {"type": "integer", "minimum": 1, "maximum": 3660}}},
@@ -85,6 +116,33 @@ PATHS = {
     "/v1/delegations/{network}/{length}": {"delete": _op(
         "Revoke a granted delegation", {"200": _json({"type": "object"}, "revoked"), **_errors(401, 403, 404)},
         admin=True, params=("network", "length"))},
+    "/v1/reports": {"post": _op(
+        "Submit one signed report",
+        {"202": _json(_ref("Accepted"), "accepted and stored"),
+         "200": _json(_ref("Accepted"), "an exact re-send: the first answer again"),
+         "421": _json({"allOf": [ERROR, _ref("Referral")]}, "misdirected: the referral to follow"),
+         **_errors(400, 401, 409, 413, 422, 429)}, body=_ref("Envelope"))},
+    "/v1/reports/batch": {"post": _op(
+        "Submit up to 1,000 signed reports; one result per item, in order",
+        {"200": _json({"type": "object", "properties": {"results": {"type": "array", "items": {
+            "type": "object", "properties": {"index": {"type": "integer"}, "status": {"type": "integer"},
+                                             "answer": {"type": "object"}}}}}},
+            "one result per envelope, each with its own status"), **_errors(400, 413, 429)},
+        body={"type": "object", "required": ["reports"], "properties": {
+            "reports": {"type": "array", "maxItems": 1000, "items": _ref("Envelope")}}})},
+    "/v1/reports/{report_id}": {"get": _op(
+        "Status of a report's case: received, verifying, confirmed, refuted, inconclusive or resolved",
+        {"200": _json({"type": "object"}, "status, never the evidence"), **_errors(404)}, params=("report_id",))},
+    "/v1/cases": {"get": _op("Cases with score, reporters and verification",
+                             {"200": _json({"type": "object", "properties": {"cases": {
+                                 "type": "array", "items": _ref("Case")}}}, "cases"), **_errors(401, 403, 404)},
+                             admin=True)},
+    "/v1/cases/{ip}": {"get": _op("Every case of one address, with its reports and evidence",
+                                  {"200": _json({"type": "object"}, "cases"), **_errors(400, 401, 403, 404)},
+                                  admin=True, params=("ip",))},
+    "/v1/cases/{ip}/{category}/resolve": {"post": _op(
+        "Mark a case fixed", {"200": _json({"type": "object"}, "resolved"), **_errors(400, 401, 403, 404)},
+        admin=True, params=("ip", "category"))},
     "/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"}, "OpenAPI 3.1")})},
 }
 

@@ -29,6 +29,12 @@ class Settings:
     referral_ttl: int = 3600
     negative_ttl: int = 300
     grant_days: int = 365
+    max_future_minutes: int = 15      # reports observed further in the future are refused
+    max_age_days: int = 60            # and so are reports older than this
+    key_rate_per_minute: int = 600    # reports one reporter key may send
+    client_rate_per_minute: int = 600  # requests one client address may send
+    half_life_hours: float = 7 * 24   # a report's weight halves over this
+    trust_peer_header: bool = False   # set by `netimmune serve`: the WSGI adapter names the peer
 
     def __post_init__(self):
         if self.trust_anchor is not None:
@@ -36,7 +42,8 @@ class Settings:
                 parse_public_key(self.trust_anchor)
             except ValueError as exc:
                 raise SettingsError(f"{ENV_PREFIX}TRUST_ANCHOR: {exc}") from None
-        for name in ("referral_ttl", "negative_ttl", "grant_days"):
+        for name in ("referral_ttl", "negative_ttl", "grant_days", "max_future_minutes", "max_age_days",
+                     "key_rate_per_minute", "client_rate_per_minute", "half_life_hours"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
 
@@ -69,4 +76,7 @@ class Settings:
             referral_ttl=integer("REFERRAL_TTL", defaults.referral_ttl),
             negative_ttl=integer("NEGATIVE_TTL", defaults.negative_ttl),
             grant_days=integer("GRANT_DAYS", defaults.grant_days),
+            key_rate_per_minute=integer("KEY_RATE_PER_MINUTE", defaults.key_rate_per_minute),
+            client_rate_per_minute=integer("CLIENT_RATE_PER_MINUTE", defaults.client_rate_per_minute),
+            half_life_hours=integer("HALF_LIFE_HOURS", int(defaults.half_life_hours)),
         )

@@ -6,8 +6,10 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from .adapters.sqlite_db import SQLiteDatabase
+from .adapters.sqlite_reports import SQLiteReportStore
 from .adapters.sqlite_store import SQLiteDelegationStore, SQLiteTokenStore
 from .core.node import Node
+from .core.tally import TallyRules
 from .protocol.keys import KeyPair
 from .settings import Settings
 
@@ -21,7 +23,8 @@ def build_node(settings: Settings, clock=None) -> Node:
     db = SQLiteDatabase(settings.db_path)
     return Node(settings=settings, key=KeyPair.load(settings.key_path),
                 delegations=SQLiteDelegationStore(db), tokens=SQLiteTokenStore(db),
-                clock=clock or SystemClock())
+                reports=SQLiteReportStore(db), clock=clock or SystemClock(),
+                tally=TallyRules(half_life_hours=settings.half_life_hours))
 
 
 class NodeHolder:

@@ -10,7 +10,8 @@ from chalice import Chalice
 from chalice.config import Config
 from chalice.local import LocalGateway, LocalGatewayException
 
-MAX_BODY = 16 * 1024 * 1024
+MAX_BODY = 17 * 1024 * 1024
+PEER_HEADER = "x-netimmune-peer"
 
 
 def _error(status: int, code: str, message: str) -> tuple[int, dict, bytes]:
@@ -36,6 +37,7 @@ class ChaliceWSGI:
             path += "?" + environ["QUERY_STRING"]
         headers = {key[5:].replace("_", "-").lower(): value
                    for key, value in environ.items() if key.startswith("HTTP_")}
+        headers[PEER_HEADER] = environ.get("REMOTE_ADDR", "unknown")  # never what the client claims
         for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             if environ.get(key):
                 headers[key.replace("_", "-").lower()] = environ[key]

@@ -84,7 +84,7 @@ def serve(host, port, threads, **options) -> None:
 
     from ..adapters.wsgi import ChaliceWSGI
 
-    settings = settings_from(options)
+    settings = settings_from(options).with_overrides(trust_peer_header=True)
     node = build_node(settings)
     node_app.current.set(node)
     server = create_server(ChaliceWSGI(node_app.app), host=host, port=port, threads=threads,

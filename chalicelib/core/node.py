@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 from ..protocol.keys import KeyPair
 from ..settings import Settings
-from .ports import Clock, DelegationStore, TokenStore
+from .ports import Clock, DelegationStore, ReportStore, TokenStore
+from .tally import TallyRules
 
 
 @dataclass(frozen=True)
@@ -14,7 +15,9 @@ class Node:
     key: KeyPair
     delegations: DelegationStore
     tokens: TokenStore
+    reports: ReportStore
     clock: Clock
+    tally: TallyRules
 
     @property
     def anchor(self) -> str:

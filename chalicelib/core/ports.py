@@ -68,3 +68,71 @@ class TokenStore(Protocol):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+class Outcome(StrEnum):
+    NEW = "new"
+    DUPLICATE = "duplicate"   # the same report_id with the same canonical body
+    CONFLICT = "conflict"     # the same report_id with a different body
+
+
+@dataclass(frozen=True)
+class ReportRecord:
+    """A verified report as stored: once per report_id, before any side effect."""
+
+    report_id: str
+    digest: str          # sha256 of the canonical report: tells a re-send from a conflicting replay
+    ip: str
+    category: str
+    reporter: str        # the reporter's public key
+    rank: str            # what its credentials proved
+    observed: datetime
+    received: datetime
+    envelope_json: str
+    answer_json: str     # the first answer, returned again for an exact re-send
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One reporter's standing on one case: counted at most once per window."""
+
+    reporter: str
+    rank: str
+    observed: datetime
+    counted_at: datetime
+    reports: int
+    reputation: float
+    rank_override: str | None
+
+
+@dataclass(frozen=True)
+class Case:
+    ip: str
+    category: str
+    status: str
+    first_seen: datetime
+    last_seen: datetime
+    reports: int
+    contributions: tuple[Contribution, ...]
+    verification: dict | None = None
+
+
+class ReportStore(Protocol):
+    def record_reports(self, records: Sequence[ReportRecord], count_window_seconds: int) -> list[tuple[Outcome, str]]:
+        """Store each new report and count its reporter on its case, all or nothing; per record the outcome
+        and the answer to give (the first answer for a duplicate)."""
+
+    def get_report(self, report_id: str) -> ReportRecord | None: ...
+
+    def get_case(self, ip: str, category: str) -> Case | None: ...
+
+    def list_cases(self, ip: str | None = None, status: str | None = None, limit: int = 500) -> list[Case]: ...
+
+    def case_reports(self, ip: str, category: str) -> list[ReportRecord]: ...
+
+    def set_case_status(self, ip: str, category: str, status: str, verification: dict | None = None) -> bool: ...
+
+    def set_rank_override(self, reporter: str, rank: str | None) -> None: ...
+
+    def take(self, bucket: str, count: int, limit: int, window_seconds: int, now: datetime) -> int | None:
+        """Count `count` events in `bucket`'s current window; None if within `limit`, else seconds to wait."""

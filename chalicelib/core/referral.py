@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ..protocol.prefixes import IPAddress
 from .node import Node
 from .ports import DelegationMatch, Role
 from .targets import parse_target
@@ -32,7 +33,10 @@ class Referral:
 
 
 def refer(node: Node, ip_text: str) -> Referral:
-    ip = parse_target(ip_text, node.settings.dev_mode)
+    return refer_address(node, parse_target(ip_text, node.settings.dev_mode))
+
+
+def refer_address(node: Node, ip: IPAddress) -> Referral:
     match = node.delegations.longest_match(ip)
     if match is None:
         return Referral(Answer.NONE, str(ip), node.settings.negative_ttl)

@@ -11,7 +11,7 @@ def parse_target(text: str, dev_mode: bool) -> IPAddress:
         address = parse_ip(text)
     except AddressError as exc:
         raise BadRequest(str(exc), code="bad_address") from None
-    _refuse_special(address, dev_mode)
+    refuse_special(address, dev_mode)
     return address
 
 
@@ -20,11 +20,11 @@ def parse_space(text: str, dev_mode: bool) -> IPNetwork:
         prefix = parse_prefix(text)
     except AddressError as exc:
         raise BadRequest(str(exc), code="bad_prefix") from None
-    _refuse_special(prefix, dev_mode)
+    refuse_special(prefix, dev_mode)
     return prefix
 
 
-def _refuse_special(target, dev_mode: bool) -> None:
+def refuse_special(target, dev_mode: bool) -> None:
     name = special_purpose(target)
     if name and not dev_mode:
         raise Unprocessable(f"{target} is special-purpose space ({name}); only a dev-mode node accepts it",

@@ -5,6 +5,7 @@ from typing import Any
 
 import rfc8785
 
+from .canonical import canonical_json
 from .encoding import EncodingError, b64url_decode, b64url_encode
 from .keys import InvalidKey, KeyPair, parse_public_key, verify_raw
 
@@ -17,7 +18,7 @@ class CanonicalizationError(ValueError):
 
 def canonical_bytes(obj: Any) -> bytes:
     try:
-        return rfc8785.dumps(obj)
+        return canonical_json(obj)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise CanonicalizationError(str(exc)) from None
 

@@ -1,0 +1,184 @@
+"""Reports, cases, reporter standing and rate windows in SQLite; every intake batch is one transaction."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+from ..core.ports import Case, Contribution, Outcome, ReportRecord
+from .sqlite_db import SQLiteDatabase
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS reports (
+    report_id TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    category TEXT NOT NULL,
+    reporter TEXT NOT NULL,
+    rank TEXT NOT NULL,
+    observed REAL NOT NULL,
+    received REAL NOT NULL,
+    envelope TEXT NOT NULL,
+    answer TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reports_by_case ON reports (ip, category, received);
+CREATE TABLE IF NOT EXISTS cases (
+    ip TEXT NOT NULL,
+    category TEXT NOT NULL,
+    status TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    resolved_at REAL,
+    reports INTEGER NOT NULL,
+    verification TEXT,
+    PRIMARY KEY (ip, category)
+);
+CREATE INDEX IF NOT EXISTS cases_by_status ON cases (status, last_seen);
+CREATE TABLE IF NOT EXISTS contributions (
+    ip TEXT NOT NULL,
+    category TEXT NOT NULL,
+    reporter TEXT NOT NULL,
+    rank TEXT NOT NULL,
+    observed REAL NOT NULL,
+    counted_at REAL NOT NULL,
+    reports INTEGER NOT NULL,
+    PRIMARY KEY (ip, category, reporter)
+);
+CREATE TABLE IF NOT EXISTS reporters (
+    key TEXT PRIMARY KEY,
+    reputation REAL NOT NULL DEFAULT 1.0,
+    rank_override TEXT,
+    confirmed INTEGER NOT NULL DEFAULT 0,
+    refuted INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS rate_windows (
+    bucket TEXT PRIMARY KEY,
+    window_start INTEGER NOT NULL,
+    count INTEGER NOT NULL
+);
+"""
+
+_COUNT_CONTRIBUTION = """
+INSERT INTO contributions (ip, category, reporter, rank, observed, counted_at, reports)
+VALUES (:ip, :category, :reporter, :rank, :observed, :counted, 1)
+ON CONFLICT (ip, category, reporter) DO UPDATE SET
+    reports = reports + 1,
+    rank = CASE WHEN excluded.counted_at >= counted_at + :window THEN excluded.rank ELSE rank END,
+    observed = CASE WHEN excluded.counted_at >= counted_at + :window THEN excluded.observed ELSE observed END,
+    counted_at = CASE WHEN excluded.counted_at >= counted_at + :window THEN excluded.counted_at ELSE counted_at END
+"""
+
+_OPEN_CASE = """
+INSERT INTO cases (ip, category, status, first_seen, last_seen, reports) VALUES (?, ?, 'received', ?, ?, 1)
+ON CONFLICT (ip, category) DO UPDATE SET
+    reports = reports + 1,
+    last_seen = MAX(last_seen, excluded.last_seen),
+    status = CASE WHEN status = 'resolved' AND excluded.last_seen > resolved_at THEN 'received' ELSE status END
+"""
+
+
+def _epoch(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def _moment(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, timezone.utc)
+
+
+class SQLiteReportStore:
+    def __init__(self, db: SQLiteDatabase):
+        self.db = db
+        db.ensure_schema(SCHEMA)
+
+    def record_reports(self, records: Sequence[ReportRecord], count_window_seconds: int) -> list[tuple[Outcome, str]]:
+        results: list[tuple[Outcome, str]] = []
+        with self.db.transaction() as conn:
+            for record in records:
+                results.append(self._record(conn, record, count_window_seconds))
+        return results
+
+    def _record(self, conn: sqlite3.Connection, r: ReportRecord, window: int) -> tuple[Outcome, str]:
+        existing = conn.execute("SELECT digest, answer FROM reports WHERE report_id = ?", (r.report_id,)).fetchone()
+        if existing:
+            return (Outcome.DUPLICATE if existing[0] == r.digest else Outcome.CONFLICT), existing[1]
+        received = _epoch(r.received)
+        conn.execute("INSERT INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (r.report_id, r.digest, r.ip, r.category, r.reporter, r.rank, _epoch(r.observed), received,
+                      r.envelope_json, r.answer_json))
+        conn.execute(_OPEN_CASE, (r.ip, r.category, received, received))
+        conn.execute("INSERT INTO reporters (key) VALUES (?) ON CONFLICT (key) DO NOTHING", (r.reporter,))
+        conn.execute(_COUNT_CONTRIBUTION, {"ip": r.ip, "category": r.category, "reporter": r.reporter,
+                                           "rank": r.rank, "observed": _epoch(r.observed), "counted": received,
+                                           "window": window})
+        return Outcome.NEW, r.answer_json
+
+    def get_report(self, report_id: str) -> ReportRecord | None:
+        row = self.db.connection.execute("SELECT * FROM reports WHERE report_id = ?", (report_id,)).fetchone()
+        return self._report(row) if row else None
+
+    @staticmethod
+    def _report(row) -> ReportRecord:
+        return ReportRecord(row[0], row[1], row[2], row[3], row[4], row[5], _moment(row[6]), _moment(row[7]),
+                            row[8], row[9])
+
+    def case_reports(self, ip: str, category: str) -> list[ReportRecord]:
+        rows = self.db.connection.execute(
+            "SELECT * FROM reports WHERE ip = ? AND category = ? ORDER BY received", (ip, category))
+        return [self._report(row) for row in rows]
+
+    def get_case(self, ip: str, category: str) -> Case | None:
+        cases = self._cases("WHERE ip = ? AND category = ?", (ip, category), 1)
+        return cases[0] if cases else None
+
+    def list_cases(self, ip: str | None = None, status: str | None = None, limit: int = 500) -> list[Case]:
+        clauses, args = [], []
+        for column, value in (("ip", ip), ("status", status)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        return self._cases(where + " ORDER BY last_seen DESC", tuple(args), limit)
+
+    def _cases(self, where: str, args: tuple, limit: int) -> list[Case]:
+        conn = self.db.connection
+        rows = conn.execute("SELECT ip, category, status, first_seen, last_seen, reports, verification "
+                            f"FROM cases {where} LIMIT ?", (*args, limit)).fetchall()
+        cases = []
+        for ip, category, status, first, last, count, verification in rows:
+            contributions = tuple(
+                Contribution(key, rank, _moment(observed), _moment(counted), n, reputation, override)
+                for key, rank, observed, counted, n, reputation, override in conn.execute(
+                    "SELECT c.reporter, c.rank, c.observed, c.counted_at, c.reports, "
+                    "COALESCE(r.reputation, 1.0), r.rank_override FROM contributions AS c "
+                    "LEFT JOIN reporters AS r ON r.key = c.reporter WHERE c.ip = ? AND c.category = ?",
+                    (ip, category)))
+            cases.append(Case(ip, category, status, _moment(first), _moment(last), count, contributions,
+                              json.loads(verification) if verification else None))
+        return cases
+
+    def set_case_status(self, ip: str, category: str, status: str, verification: dict | None = None) -> bool:
+        with self.db.transaction() as conn:
+            changed = conn.execute(
+                "UPDATE cases SET status = ?, verification = COALESCE(?, verification), resolved_at = "
+                "CASE WHEN ? = 'resolved' THEN last_seen ELSE resolved_at END WHERE ip = ? AND category = ?",
+                (status, json.dumps(verification) if verification is not None else None, status, ip,
+                 category)).rowcount
+        return bool(changed)
+
+    def set_rank_override(self, reporter: str, rank: str | None) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO reporters (key, rank_override) VALUES (?, ?) ON CONFLICT (key) "
+                         "DO UPDATE SET rank_override = excluded.rank_override", (reporter, rank))
+
+    def take(self, bucket: str, count: int, limit: int, window_seconds: int, now: datetime) -> int | None:
+        start = int(now.timestamp()) // window_seconds * window_seconds
+        with self.db.transaction() as conn:
+            used = conn.execute(
+                "INSERT INTO rate_windows (bucket, window_start, count) VALUES (?, ?, ?) ON CONFLICT (bucket) "
+                "DO UPDATE SET count = CASE WHEN window_start = excluded.window_start THEN count + excluded.count "
+                "ELSE excluded.count END, window_start = excluded.window_start RETURNING count",
+                (bucket, start, count)).fetchone()[0]
+        if used <= limit:
+            return None
+        return max(1, int(start + window_seconds - now.timestamp()) + 1)

@@ -1,0 +1,160 @@
+"""Abuse reports: X-ARF v4 core fields, evidence with checked hashes, and the signed envelope."""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .categories import CATEGORIES, Category
+from .encoding import EncodingError, format_time, parse_time
+from .keys import KeyPair
+from .prefixes import AddressError, IPAddress, parse_ip
+from .signing import sign_object
+
+XARF_VERSION = "4.0.0"
+CATEGORY_TAG = "netimmune:"
+MAX_EVIDENCE_BYTES = 256 * 1024
+MAX_TEXT = 4096
+REQUIRED = ("xarf_version", "report_id", "timestamp", "reporter", "source_identifier", "category", "type")
+OPTIONAL = ("source_port", "evidence", "confidence", "tags", "description", "service")
+
+
+class ReportError(ValueError):
+    """A report that is not well formed; `code` names the rule it breaks."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Evidence:
+    content_type: str
+    payload: bytes
+    description: str = ""
+
+    def to_json(self) -> dict:
+        return {"content_type": self.content_type, "payload": base64.b64encode(self.payload).decode("ascii"),
+                "hash": "sha256:" + hashlib.sha256(self.payload).hexdigest(), "description": self.description}
+
+
+@dataclass(frozen=True)
+class Report:
+    """A report that passed every format rule; `body` is exactly what was signed."""
+
+    report_id: str
+    ip: IPAddress
+    category: Category
+    observed: datetime
+    body: dict
+    evidence_bytes: int
+
+
+def build_report(category: Category, ip: str, reporter: dict, observed: datetime, *,
+                 evidence: tuple[Evidence, ...] = (), port: int | None = None, comment: str | None = None,
+                 confidence: float | None = None, report_id: str | None = None) -> dict:
+    body: dict[str, Any] = {
+        "xarf_version": XARF_VERSION, "report_id": report_id or str(uuid.uuid4()),
+        "timestamp": format_time(observed), "reporter": reporter, "source_identifier": str(parse_ip(ip)),
+        "category": category.xarf_category, "type": category.xarf_type,
+        "evidence": [item.to_json() for item in evidence],
+        "tags": [category.rsit_tag, CATEGORY_TAG + category.slug],
+    }
+    if category.xarf_service:
+        body["service"] = category.xarf_service
+    if port is not None:
+        body["source_port"] = port
+    if comment:
+        body["description"] = comment
+    if confidence is not None:
+        body["confidence"] = confidence
+    return body
+
+
+def sign_envelope(report: dict, key: KeyPair, credentials: list | None = None) -> dict:
+    envelope = {"report": report, "signature": sign_object(report, key)}
+    if credentials:
+        envelope["credentials"] = credentials
+    return envelope
+
+
+def _text(body: dict, field: str, limit: int = MAX_TEXT) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise ReportError("bad_field", f"{field} must be a non-empty string of at most {limit} characters")
+    return value
+
+
+def _category(body: dict) -> Category:
+    tags = body.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) and len(t) <= 200 for t in tags) or len(tags) > 32:
+        raise ReportError("bad_field", "tags must be a list of at most 32 short strings")
+    named = [t[len(CATEGORY_TAG):] for t in tags if t.startswith(CATEGORY_TAG)]
+    if len(named) != 1 or named[0] not in CATEGORIES:
+        raise ReportError("bad_category", f"tags must name exactly one category as {CATEGORY_TAG}<category> "
+                          f"(one of {', '.join(sorted(CATEGORIES))})")
+    category = CATEGORIES[named[0]]
+    if (body["category"], body["type"]) != (category.xarf_category, category.xarf_type):
+        raise ReportError("bad_category", f"X-ARF category/type {body['category']}/{body['type']} does not "
+                          f"match {category.slug} ({category.xarf_category}/{category.xarf_type})")
+    return category
+
+
+def _evidence_size(items: Any) -> int:
+    if not isinstance(items, list) or len(items) > 32:
+        raise ReportError("bad_evidence", "evidence must be a list of at most 32 items")
+    total = 0
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("payload"), str) \
+                or not isinstance(item.get("content_type"), str) or not isinstance(item.get("hash"), str):
+            raise ReportError("bad_evidence", f"evidence[{index}] needs content_type, payload and hash strings")
+        total += len(item["payload"]) * 3 // 4
+        if total > MAX_EVIDENCE_BYTES:
+            raise ReportError("evidence_too_large", f"evidence exceeds {MAX_EVIDENCE_BYTES} bytes")
+        try:
+            payload = base64.b64decode(item["payload"], validate=True)
+        except (binascii.Error, ValueError):
+            raise ReportError("bad_evidence", f"evidence[{index}].payload is not base64") from None
+        if item["hash"] != "sha256:" + hashlib.sha256(payload).hexdigest():
+            raise ReportError("evidence_hash_mismatch", f"evidence[{index}].hash does not match its payload")
+    return total
+
+
+def parse_report(body: Any) -> Report:
+    """Check every format rule of a report body; the signature is checked separately, before this."""
+    if not isinstance(body, dict):
+        raise ReportError("bad_report", "report must be an object")
+    missing = [f for f in REQUIRED if f not in body]
+    unknown = sorted(set(body) - set(REQUIRED) - set(OPTIONAL))
+    if missing or unknown:
+        raise ReportError("bad_report", "report " + "; ".join(
+            ([f"lacks {', '.join(missing)}"] if missing else []) + ([f"has unknown {', '.join(unknown)}"] if unknown else [])))
+    if body["xarf_version"] != XARF_VERSION:
+        raise ReportError("bad_version", f"xarf_version must be {XARF_VERSION}")
+    try:
+        report_id = str(uuid.UUID(_text(body, "report_id", 36)))
+    except ValueError:
+        raise ReportError("bad_field", "report_id must be a UUID") from None
+    if report_id != body["report_id"].lower():
+        raise ReportError("bad_field", "report_id must be a UUID in its canonical form")
+    try:
+        ip = parse_ip(_text(body, "source_identifier", 64))
+        observed = parse_time(body["timestamp"])
+    except (AddressError, EncodingError) as exc:
+        raise ReportError("bad_field", str(exc)) from None
+    reporter = body["reporter"]
+    if not isinstance(reporter, dict) or not all(isinstance(reporter.get(k, ""), str) for k in ("org", "contact", "domain")):
+        raise ReportError("bad_field", "reporter must be an object with org, contact and domain strings")
+    port = body.get("source_port")
+    if port is not None and (type(port) is not int or not 0 <= port <= 65535):
+        raise ReportError("bad_field", "source_port must be an integer from 0 to 65535")
+    confidence = body.get("confidence")
+    if confidence is not None and (type(confidence) not in (int, float) or not 0 <= confidence <= 1):
+        raise ReportError("bad_field", "confidence must be a number from 0 to 1")
+    if "description" in body:
+        _text(body, "description")
+    return Report(report_id, ip, _category(body), observed, body, _evidence_size(body.get("evidence", [])))

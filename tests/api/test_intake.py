@@ -1,0 +1,233 @@
+"""Report intake through the API: every refusal with its status and nothing stored; tallies."""
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from chalicelib.protocol.categories import by_slug
+from chalicelib.protocol.endorsement import issue_endorsement
+from chalicelib.protocol.keys import KeyPair
+from chalicelib.protocol.report import MAX_EVIDENCE_BYTES, Evidence, build_report, sign_envelope
+from tests.api.conftest import make_api
+from tests.conftest import NOW, delegate
+
+REPORTER = KeyPair.from_seed(b"\x11" * 32)
+WHO = {"org": "Example Abuse Desk", "contact": "abuse@example.net", "domain": "example.net"}
+
+
+def envelope(ip="127.0.0.9", key=REPORTER, observed=NOW, category="open-proxy", credentials=None, **extra):
+    report = build_report(by_slug(category), ip, WHO, observed,
+                          evidence=(Evidence("text/plain", b"CONNECT 127.0.0.9:3128 200\n", "proxy log"),), **extra)
+    return sign_envelope(report, key, credentials)
+
+
+def holding(api, root_key, prefix="127.0.0.0/16"):
+    """The node installs a delegation of prefix from the root; returns the signed delegation."""
+    held = delegate(root_key, prefix, api.node.key)
+    assert api.call("PUT", "/v1/delegations/held", [held.document], token=api.token("admin"))[0] == 200
+    return held
+
+
+@pytest.fixture
+def isp(tmp_path, root_key):
+    """A node holding 127.0.0.0/16 that delegated 127.0.1.0/24 to a child."""
+    api = make_api(tmp_path, dev_mode=True, trust_anchor=root_key.public)
+    api.held = holding(api, root_key)
+    assert api.call("POST", "/v1/delegations", {"prefix": "127.0.1.0/24", "holder": KeyPair.generate().public,
+                                                "endpoint": "http://127.0.0.3:8080"}, token=api.token("admin"))[0] == 201
+    with api.client:
+        yield api
+
+
+def stored_nothing(api, report_id=None) -> bool:
+    return api.node.reports.list_cases() == [] and (report_id is None or api.node.reports.get_report(report_id) is None)
+
+
+def test_signed_report_for_own_space_is_accepted_and_opens_a_case(isp):
+    sent = envelope()
+    status, body = isp.call("POST", "/v1/reports", sent)
+    assert status == 202
+    assert body["report_id"] == sent["report"]["report_id"] and body["status"] == "received"
+    status, cases = isp.call("GET", "/v1/cases", token=isp.token("reader"))
+    assert [(c["ip"], c["category"], c["score"]) for c in cases["cases"]] == [("127.0.0.9", "open-proxy", 1.0)]
+    assert isp.call("GET", f"/v1/reports/{body['report_id']}")[1]["status"] == "received"
+
+
+def test_forged_signature_is_401_and_stores_nothing(isp):
+    forged = envelope()
+    forged["signature"] = envelope(key=KeyPair.generate())["signature"]
+    status, body = isp.call("POST", "/v1/reports", forged)
+    assert (status, body["error"]["code"]) == (401, "bad_signature")
+    assert stored_nothing(isp, forged["report"]["report_id"])
+
+
+def test_evidence_changed_after_signing_breaks_the_signature(isp):
+    tampered = envelope()
+    tampered["report"]["evidence"][0]["payload"] = "ZXZpbA=="
+    assert isp.call("POST", "/v1/reports", tampered)[0] == 401
+    assert stored_nothing(isp)
+
+
+def test_evidence_hash_that_does_not_match_its_payload_is_400(isp):
+    sent = envelope()
+    report = copy.deepcopy(sent["report"])
+    report["evidence"][0]["hash"] = "sha256:" + "0" * 64
+    status, body = isp.call("POST", "/v1/reports", sign_envelope(report, REPORTER))
+    assert (status, body["error"]["code"]) == (400, "evidence_hash_mismatch")
+    assert stored_nothing(isp)
+
+
+def test_exact_resend_is_200_with_the_first_answer_and_counts_once(isp):
+    sent = envelope()
+    first = isp.call("POST", "/v1/reports", sent)
+    again = isp.call("POST", "/v1/reports", sent)
+    assert first[0] == 202 and again == (200, first[1])
+    assert isp.node.reports.list_cases()[0].reports == 1
+
+
+def test_same_report_id_with_a_different_body_is_409(isp):
+    sent = envelope()
+    isp.call("POST", "/v1/reports", sent)
+    other = envelope(report_id=sent["report"]["report_id"], comment="changed")
+    status, body = isp.call("POST", "/v1/reports", other)
+    assert (status, body["error"]["code"]) == (409, "replay_conflict")
+    assert isp.node.reports.get_report(sent["report"]["report_id"]).digest != ""
+    assert isp.node.reports.list_cases()[0].reports == 1
+
+
+@pytest.mark.parametrize("observed,code", [
+    (NOW + timedelta(minutes=16), "timestamp_in_future"),
+    (NOW - timedelta(days=61), "timestamp_too_old"),
+])
+def test_timestamps_outside_the_window_are_422(isp, observed, code):
+    status, body = isp.call("POST", "/v1/reports", envelope(observed=observed))
+    assert (status, body["error"]["code"]) == (422, code)
+    assert stored_nothing(isp)
+
+
+def test_timestamps_at_the_edges_of_the_window_are_accepted(isp):
+    assert isp.call("POST", "/v1/reports", envelope(observed=NOW + timedelta(minutes=15)))[0] == 202
+    assert isp.call("POST", "/v1/reports", envelope(observed=NOW - timedelta(days=60)))[0] == 202
+
+
+def test_report_for_child_space_is_misdirected_with_referral(isp):
+    status, body = isp.call("POST", "/v1/reports", envelope(ip="127.0.1.9"))
+    assert status == 421 and body["error"]["code"] == "misdirected"
+    assert body["answer"] == "referral" and body["endpoint"] == "http://127.0.0.3:8080"
+    assert body["chain"][0] == isp.held.document and len(body["chain"]) == 2
+    assert stored_nothing(isp)
+
+
+def test_report_outside_the_nodes_space_is_misdirected_without_referral(isp):
+    status, body = isp.call("POST", "/v1/reports", envelope(ip="127.9.0.1"))
+    assert (status, body["answer"]) == (421, "none")
+
+
+def test_production_node_refuses_special_purpose_sources_with_422(tmp_path):
+    api = make_api(tmp_path, dev_mode=False)
+    status, body = api.call("POST", "/v1/reports", envelope())
+    assert (status, body["error"]["code"]) == (422, "special_purpose")
+
+
+def test_oversized_body_is_413(isp):
+    status, _ = isp.call("POST", "/v1/reports", raw=b"{" + b" " * (512 * 1024) + b"}")
+    assert status == 413
+    assert stored_nothing(isp)
+
+
+def test_oversized_evidence_is_413(isp):
+    report = build_report(by_slug("spam"), "127.0.0.9", WHO, NOW,
+                          evidence=(Evidence("text/plain", b"x" * (MAX_EVIDENCE_BYTES + 1)),))
+    status, body = isp.call("POST", "/v1/reports", sign_envelope(report, REPORTER))
+    assert status == 413 and body["error"]["code"] in ("evidence_too_large", "too_large")
+    assert stored_nothing(isp)
+
+
+def test_oversized_batch_is_413(isp):
+    status, body = isp.call("POST", "/v1/reports/batch", {"reports": [{}] * 1001})
+    assert (status, body["error"]["code"]) == (413, "batch_too_large")
+
+
+def test_batch_answers_each_item_on_its_own(isp):
+    good, misdirected = envelope(), envelope(ip="127.0.1.1")
+    status, body = isp.call("POST", "/v1/reports/batch", {"reports": [good, "junk", misdirected, good]})
+    assert status == 200
+    assert [r["status"] for r in body["results"]] == [202, 400, 421, 200]
+    assert [r["index"] for r in body["results"]] == [0, 1, 2, 3]
+
+
+def test_reporter_key_over_its_rate_gets_429_with_retry_after(tmp_path, root_key):
+    api = make_api(tmp_path, dev_mode=True, trust_anchor=root_key.public, key_rate_per_minute=3)
+    holding(api, root_key)
+    statuses = [api.call("POST", "/v1/reports", envelope())[0] for _ in range(4)]
+    assert statuses == [202, 202, 202, 429]
+    response = api.client.http.post("/v1/reports", headers={"Content-Type": "application/json"},
+                                    body=json.dumps(envelope()).encode())
+    assert response.status_code == 429 and int(response.headers["Retry-After"]) >= 1
+    assert api.node.reports.list_cases()[0].reports == 3
+
+
+def test_client_over_its_rate_gets_429(tmp_path):
+    api = make_api(tmp_path, dev_mode=True, client_rate_per_minute=2)
+    statuses = [api.call("POST", "/v1/reports", {})[0] for _ in range(3)]
+    assert statuses == [400, 400, 429]
+
+
+def test_one_reporter_sending_a_report_100_times_moves_the_score_once(isp):
+    for _ in range(100):
+        assert isp.call("POST", "/v1/reports", envelope())[0] == 202
+    case = isp.call("GET", "/v1/cases/127.0.0.9", token=isp.token("reader"))[1]["cases"][0]
+    assert case["score"] == 1.0 and case["reports"] == 100 and len(case["reporters"]) == 1
+
+
+def test_second_reporter_adds_to_the_score(isp):
+    isp.call("POST", "/v1/reports", envelope())
+    isp.call("POST", "/v1/reports", envelope(key=KeyPair.generate()))
+    assert isp.call("GET", "/v1/cases", token=isp.token("reader"))[1]["cases"][0]["score"] == 2.0
+
+
+def test_noc_endorsed_report_outweighs_an_anonymous_one_by_the_configured_factor(isp, root_key):
+    noc = KeyPair.generate()
+    credentials = [isp.held.document,
+                   issue_endorsement(isp.node.key, noc.public, "Example NOC", "noc", NOW + timedelta(days=30))]
+    status, body = isp.call("POST", "/v1/reports", envelope(ip="127.0.0.20", key=noc, credentials=credentials))
+    assert status == 202 and body["rank"] == "noc"
+    isp.call("POST", "/v1/reports", envelope(ip="127.0.0.21"))
+    scores = {c["ip"]: c["score"] for c in isp.call("GET", "/v1/cases", token=isp.token("reader"))[1]["cases"]}
+    weights = isp.node.tally.weights
+    assert scores["127.0.0.20"] / scores["127.0.0.21"] == weights["noc"] / weights["anonymous"]
+
+
+def test_endorsement_not_rooted_in_the_tree_is_ignored_not_fatal(isp):
+    stranger = KeyPair.generate()
+    noc = KeyPair.generate()
+    credentials = [issue_endorsement(stranger, noc.public, "Fake NOC", "noc", NOW + timedelta(days=1))]
+    status, body = isp.call("POST", "/v1/reports", envelope(key=noc, credentials=credentials))
+    assert status == 202 and body["rank"] == "anonymous" and "credentials_ignored" in body
+
+
+def test_operator_resolves_a_case_and_the_reporter_sees_it(isp):
+    report_id = isp.call("POST", "/v1/reports", envelope())[1]["report_id"]
+    reader = isp.token("reader")
+    assert isp.call("POST", "/v1/cases/127.0.0.9/open-proxy/resolve", token=reader)[0] == 200
+    assert isp.call("GET", f"/v1/reports/{report_id}")[1]["status"] == "resolved"
+    assert isp.call("POST", "/v1/cases/127.0.0.9/spam/resolve", token=reader)[0] == 404
+
+
+def test_reporter_status_never_shows_evidence(isp):
+    report_id = isp.call("POST", "/v1/reports", envelope())[1]["report_id"]
+    status, body = isp.call("GET", f"/v1/reports/{report_id}")
+    assert status == 200 and "evidence" not in str(body)
+    assert isp.call("GET", f"/v1/reports/{uuid.uuid4()}")[0] == 404
+
+
+def test_cases_need_a_reader_token_and_show_the_evidence(isp):
+    isp.call("POST", "/v1/reports", envelope())
+    assert isp.call("GET", "/v1/cases/127.0.0.9")[0] == 401
+    assert isp.call("GET", "/v1/cases/127.0.0.9", token=isp.token("appliance"))[0] == 403
+    case = isp.call("GET", "/v1/cases/127.0.0.9", token=isp.token("reader"))[1]["cases"][0]
+    assert case["evidence_reports"][0]["report"]["evidence"][0]["description"] == "proxy log"
