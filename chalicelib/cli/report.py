@@ -1,22 +1,45 @@
-"""`report`: find who runs an address through the referral tree and tell them."""
+"""`report`: find who runs an address through the referral tree and tell them, signed.
+
+    report --open-proxy 198.51.100.7 < squid-access.log
+    report init --root-url URL --root-key KEY --org "Example" --contact abuse@example.net
+    report status REPORT_ID
+"""
 from __future__ import annotations
 
-import os
+import json
+import mimetypes
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
 
 import click
 
-from ..client.resolver import Resolution, ResolutionError, Resolver
+from ..client.config import ConfigError, ReporterConfig, config_dir
+from ..client.resolver import Resolution, Resolver
+from ..client.submitter import DeliveryError, Submitter
+from ..protocol.categories import CATEGORIES, by_slug
 from ..protocol.delegation import parse_delegation
-from ..protocol.prefixes import AddressError
+from ..protocol.encoding import EncodingError, parse_time
+from ..protocol.keys import KeyPair, parse_public_key
+from ..protocol.prefixes import AddressError, parse_ip
+from ..protocol.report import MAX_EVIDENCE_BYTES, Evidence, build_report, sign_envelope
 from .common import CommandError, print_json
 
 EXIT_NO_OWNER = 3
+CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
-def resolution_json(resolution: Resolution) -> dict:
-    return {"ip": resolution.ip, "answer": resolution.answer, "endpoint": resolution.endpoint,
-            "prefix": resolution.prefix, "hops": list(resolution.hops),
-            "referral": resolution.document, "chain": list(resolution.chain)}
+def config_option(func):
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                        help="reporter configuration [default: $NETIMMUNE_CONFIG_DIR or ~/.config/netimmune"
+                             "/report.json]")(func)
+
+
+def load_config(path: Path | None) -> ReporterConfig:
+    try:
+        return ReporterConfig.load(path or config_dir() / "report.json")
+    except (ConfigError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
 
 
 def describe_chain(chain) -> list[str]:
@@ -29,41 +52,199 @@ def describe_chain(chain) -> list[str]:
     return lines
 
 
-def resolve_or_exit(resolver: Resolver, ip: str) -> Resolution:
-    try:
-        return resolver.resolve(ip)
-    except AddressError as exc:
-        raise CommandError(str(exc)) from None
-    except ResolutionError as exc:
-        raise CommandError(f"could not find the owner of {ip}: {exc.message} "
-                           f"(asked: {' → '.join(exc.hops)})") from None
+def resolution_json(resolution: Resolution) -> dict:
+    return {"ip": resolution.ip, "answer": resolution.answer, "endpoint": resolution.endpoint,
+            "prefix": resolution.prefix, "hops": list(resolution.hops),
+            "referral": resolution.document, "chain": list(resolution.chain)}
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+def read_evidence(files: tuple[Path, ...]) -> tuple[Evidence, ...]:
+    items = []
+    for path in files:
+        try:
+            payload = path.read_bytes()
+        except OSError as exc:
+            raise CommandError(f"cannot read evidence {path}: {exc}") from None
+        kind = mimetypes.guess_type(path.name)[0] or ("text/plain" if path.suffix in (".log", ".txt", "") else
+                                                        "application/octet-stream")
+        items.append(Evidence(kind, payload, path.name))
+    if not sys.stdin.isatty():
+        payload = sys.stdin.buffer.read(MAX_EVIDENCE_BYTES + 1)
+        if payload:
+            items.append(Evidence("text/plain", payload, "standard input"))
+    size = sum(len(item.payload) for item in items)
+    if size > MAX_EVIDENCE_BYTES:
+        raise CommandError(f"evidence is {size} bytes; a report carries at most {MAX_EVIDENCE_BYTES} "
+                           "(256 KiB): pass the relevant lines only")
+    return tuple(items)
+
+
+def sent_log() -> Path:
+    return config_dir() / "sent.jsonl"
+
+
+def remember(report_id: str, ip: str, endpoint: str) -> None:
+    """A local note of where each report went, so `report status` knows whom to ask."""
+    path = sent_log()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as log:
+        log.write(json.dumps({"report_id": report_id, "ip": ip, "endpoint": endpoint}) + "\n")
+
+
+def category_flags(func):
+    for slug, category in reversed(list(CATEGORIES.items())):
+        func = click.option(category.flag, "category", flag_value=slug, help=category.title)(func)
+    return func
+
+
+@click.command(context_settings=CONTEXT)
+@category_flags
 @click.argument("ip")
+@click.option("--port", type=click.IntRange(0, 65535), help="source port of the abuse")
+@click.option("--comment", help="a sentence for the owner")
+@click.option("--time", "observed", help="when the abuse was observed (RFC 3339 UTC; default now)")
+@click.option("--evidence", "evidence_files", multiple=True, type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), help="a file of evidence (repeatable); stdin counts too when it is not a terminal")
 @click.option("--dry-run", is_flag=True, help="only find and print the responsible node and its chain")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-@click.option("--root-url", envvar="NETIMMUNE_ROOT_URL", required=True, help="the referral tree's root")
-@click.option("--root-key", envvar="NETIMMUNE_ROOT_KEY", required=True, help="the root's key (trust anchor)")
-def report(ip, dry_run, as_json, root_url, root_key) -> None:
+@click.option("--root-url", envvar="NETIMMUNE_ROOT_URL", help="override the configured root URL")
+@click.option("--root-key", envvar="NETIMMUNE_ROOT_KEY", help="override the configured root key")
+@config_option
+def send(category, ip, port, comment, observed, evidence_files, dry_run, as_json, root_url, root_key,
+         config_path) -> None:
     """Report an abusive IP address to whoever runs its address space."""
-    resolution = resolve_or_exit(Resolver(root_url, root_key), ip)
+    config = None if dry_run and root_url and root_key else load_config(config_path)
+    resolver = Resolver(root_url or config.root_url, root_key or config.root_key)
+    try:
+        parse_ip(ip)
+    except AddressError as exc:
+        raise CommandError(str(exc)) from None
+    submitter = Submitter(resolver)
+    if dry_run:
+        return show_owner(submitter, ip, as_json)
+    if category is None:
+        raise CommandError("say what the address did, e.g. --open-proxy (see report --help for all categories)")
+    try:
+        when = parse_time(observed) if observed else datetime.now(timezone.utc)
+        key = KeyPair.load(config.key_file)
+        credentials = config.credentials()
+    except (EncodingError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    report = build_report(by_slug(category), ip, config.reporter, when, evidence=read_evidence(evidence_files),
+                          port=port, comment=comment)
+    try:
+        delivery = submitter.deliver(sign_envelope(report, key, credentials))
+    except DeliveryError as exc:
+        fail(exc, as_json)
+    remember(report["report_id"], ip, delivery.endpoint)
+    if as_json:
+        print_json({"report_id": report["report_id"], "endpoint": delivery.endpoint, "status": delivery.status,
+                    "answer": delivery.answer, "hops": list(delivery.resolution.hops)})
+    else:
+        again = " (already received earlier)" if delivery.status == 200 else ""
+        click.echo(f"reported {ip} ({category}) to {delivery.endpoint}{again}")
+        click.echo(f"report id {report['report_id']}, status {delivery.answer.get('status')}, "
+                   f"counted as {delivery.answer.get('rank', 'anonymous')}")
+        if delivery.answer.get("credentials_ignored"):
+            click.echo(f"warning: credentials not accepted: {delivery.answer['credentials_ignored']}", err=True)
+
+
+def fail(error: DeliveryError, as_json: bool):
+    if as_json:
+        print_json({"error": error.kind, "message": error.message, "status": error.status,
+                    "retry_after": error.retry_after})
+    else:
+        click.echo(f"error: {error.message}", err=True)
+        if error.kind == "no_owner":
+            click.echo("the owner is not on netimmune; contact its RIR abuse address instead", err=True)
+    sys.exit(EXIT_NO_OWNER if error.kind == "no_owner" else 1)
+
+
+def show_owner(submitter: Submitter, ip: str, as_json: bool) -> None:
+    try:
+        resolution = submitter.owner(ip)
+    except DeliveryError as exc:
+        if as_json and exc.resolution is not None:
+            print_json(resolution_json(exc.resolution))
+            sys.exit(EXIT_NO_OWNER)
+        fail(exc, as_json)
     if as_json:
         print_json(resolution_json(resolution))
-    elif resolution.owned:
-        click.echo(f"{resolution.ip} is handled by {resolution.endpoint} (prefix {resolution.prefix})")
-        click.echo("verified chain, root first:")
-        for line in describe_chain(resolution.chain):
-            click.echo(line)
-        click.echo(f"asked: {' → '.join(resolution.hops)}")
+        return
+    click.echo(f"{resolution.ip} is handled by {resolution.endpoint} (prefix {resolution.prefix})")
+    click.echo("verified chain, root first:")
+    for line in describe_chain(resolution.chain):
+        click.echo(line)
+    click.echo(f"asked: {' → '.join(resolution.hops)}")
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--root-url", required=True, help="the referral tree's root node")
+@click.option("--root-key", required=True, help="the root's public key (ed25519:…), the trust anchor")
+@click.option("--org", default="", help="your organisation, as owners will see it")
+@click.option("--contact", default="", help="an address owners can answer")
+@click.option("--domain", default="", help="your domain")
+@click.option("--credentials", "credentials_file", type=click.Path(exists=True, dir_okay=False),
+              help="a chain + endorsement that gives your key a rank (from your NOC)")
+@config_option
+def init(root_url, root_key, org, contact, domain, credentials_file, config_path) -> None:
+    """Create your reporter key and configuration."""
+    path = config_path or config_dir() / "report.json"
+    if path.exists():
+        raise CommandError(f"{path} exists; edit it, or pass --config for another one")
+    key_file = path.with_name("reporter.key")
+    try:
+        parse_public_key(root_key)
+        key = KeyPair.load(key_file) if key_file.exists() else KeyPair.generate()
+        if not key_file.exists():
+            key.save(key_file)
+        config = ReporterConfig(root_url.rstrip("/"), root_key, str(key_file),
+                                {"org": org, "contact": contact, "domain": domain},
+                                str(Path(credentials_file).resolve()) if credentials_file else None)
+        config.save(path)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    click.echo(f"reporter key {key.public}")
+    click.echo(f"configuration written to {path}")
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("report_id")
+@click.option("--endpoint", help="the node the report went to (default: from the local log of sent reports)")
+@click.option("--json", "as_json", is_flag=True)
+def status(report_id, endpoint, as_json) -> None:
+    """Ask the owner's node what became of a report you sent."""
+    import httpx
+
+    if endpoint is None:
+        sent = [json.loads(line) for line in sent_log().read_text().splitlines()] if sent_log().exists() else []
+        matches = [s for s in sent if s["report_id"] == report_id]
+        if not matches:
+            raise CommandError(f"no record of sending {report_id} from here; pass --endpoint URL")
+        endpoint = matches[-1]["endpoint"]
+    try:
+        response = httpx.get(f"{endpoint}/v1/reports/{report_id}", timeout=10)
+    except httpx.HTTPError as exc:
+        raise CommandError(f"{endpoint} did not answer: {exc}") from None
+    if response.status_code != 200:
+        raise CommandError(f"{endpoint} answered {response.status_code}: {response.text[:200]}")
+    body = response.json()
+    if as_json:
+        print_json(body)
     else:
-        click.echo(f"no owner of {resolution.ip} is registered on netimmune "
-                   f"(asked: {' → '.join(resolution.hops)})", err=True)
-    if not resolution.owned:
-        raise SystemExit(EXIT_NO_OWNER)
-    if not dry_run:
-        raise CommandError("sending reports is not available yet; use --dry-run")
+        click.echo(f"{body['report_id']}: {body['ip']} ({body['category']}) is {body['status']} at {endpoint}")
+
+
+SUBCOMMANDS = {"init": init, "status": status}
 
 
 def main() -> None:
-    report(prog_name=os.path.basename("report"))
+    """`report init` and `report status` are subcommands; anything else is a report to send."""
+    argv = sys.argv[1:]
+    if argv and argv[0] in SUBCOMMANDS:
+        SUBCOMMANDS[argv[0]](args=argv[1:], prog_name=f"report {argv[0]}")
+    send(args=argv, prog_name="report")
+
+
+if __name__ == "__main__":
+    main()

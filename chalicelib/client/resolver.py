@@ -82,6 +82,12 @@ class Resolver:
         url, depth = (start.endpoint, start.depth) if start else (self.root_url, 0)
         return self._walk(ip, url, depth)
 
+    def forget(self, ip_text: str) -> None:
+        """Drop what is cached for ip: a node said it no longer answers for it."""
+        ip = parse_ip(ip_text)
+        self._answers.pop(str(ip), None)
+        self._referrals = [r for r in self._referrals if not (ip.version == r.prefix.version and ip in r.prefix)]
+
     def _walk(self, ip: IPAddress, url: str, depth: int) -> Resolution:
         hops: list[str] = []
         while True:

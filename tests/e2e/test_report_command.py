@@ -1,0 +1,97 @@
+"""`report` against the real root → ISP → customer tree, as a person or a script would run it."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+import httpx
+import pytest
+
+SAMPLE_LOG = b"""1732600000.123 200 127.0.1.9 TCP_TUNNEL/200 4521 CONNECT mail.example.org:25 - HIER_DIRECT
+1732600003.456 200 127.0.1.9 TCP_MISS/200 1043 GET http://example.com/ - HIER_DIRECT
+"""
+
+
+def run_report(args, env, stdin: bytes | None = b""):
+    return subprocess.run([sys.executable, "-m", "chalicelib.cli.report", *args], input=stdin,
+                          capture_output=True, env=env, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def reporter_env(tree, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reporter")
+    env = {**os.environ, "NETIMMUNE_CONFIG_DIR": str(folder)}
+    env.pop("NETIMMUNE_ROOT_URL", None)
+    env.pop("NETIMMUNE_ROOT_KEY", None)
+    result = run_report(["init", "--root-url", tree.root.url, "--root-key", tree.anchor, "--org", "Example CERT",
+                         "--contact", "cert@example.net", "--domain", "example.net"], env)
+    assert result.returncode == 0, result.stderr
+    return env
+
+
+def test_report_lands_at_the_customer_and_the_case_shows_the_evidence(tree, reporter_env):
+    result = run_report(["--open-proxy", "127.0.1.9", "--port", "3128", "--json"], reporter_env, SAMPLE_LOG)
+    assert result.returncode == 0, result.stderr
+    sent = json.loads(result.stdout)
+    assert sent["endpoint"] == tree.customer.url and sent["status"] == 202
+    reader = tree.customer.token("reader")
+    cases = httpx.get(f"{tree.customer.url}/v1/cases/127.0.1.9", headers={"Authorization": f"Bearer {reader}"}).json()
+    case = cases["cases"][0]
+    assert case["category"] == "open-proxy" and case["status"] == "received"
+    evidence = case["evidence_reports"][0]["report"]["evidence"][0]
+    assert evidence["description"] == "standard input"
+    assert base64.b64decode(evidence["payload"]) == SAMPLE_LOG
+
+
+def test_report_status_asks_the_node_it_went_to(tree, reporter_env):
+    sent = json.loads(run_report(["--spam", "127.0.2.7", "--json"], reporter_env).stdout)
+    assert sent["endpoint"] == tree.isp.url
+    result = run_report(["status", sent["report_id"]], reporter_env)
+    assert result.returncode == 0, result.stderr
+    assert b"127.0.2.7 (spam) is received" in result.stdout
+
+
+def test_report_for_unowned_space_says_so_and_exits_3(tree, reporter_env):
+    result = run_report(["--ddos", "::1"], reporter_env)
+    assert result.returncode == 3
+    assert b"no owner of ::1 is registered on netimmune" in result.stderr
+
+
+def test_report_without_a_category_is_refused_clearly(tree, reporter_env):
+    result = run_report(["127.0.1.9"], reporter_env)
+    assert result.returncode == 1 and b"say what the address did" in result.stderr
+
+
+def test_report_with_a_bad_address_is_refused_clearly(tree, reporter_env):
+    result = run_report(["--spam", "127.0.1.999"], reporter_env)
+    assert result.returncode == 1 and b"is not an IPv4 or IPv6 address" in result.stderr
+
+
+def test_owner_refusal_is_explained(tree, reporter_env):
+    result = run_report(["--spam", "127.0.1.9", "--time", "2001-01-01T00:00:00Z"], reporter_env)
+    assert result.returncode == 1 and b"timestamp_too_old" in result.stderr
+
+
+def test_unreachable_owner_is_explained(tree, reporter_env, tmp_path):
+    env = {**reporter_env, "NETIMMUNE_ROOT_URL": "http://127.0.0.1:9"}
+    result = run_report(["--spam", "127.0.1.9"], env)
+    assert result.returncode == 1 and b"did not answer" in result.stderr
+
+
+def test_stale_referral_cache_is_corrected_by_a_421(tree):
+    """A client that still sends to the ISP for the customer's space is redirected and delivers there."""
+    from chalicelib.client.resolver import Resolver
+    from chalicelib.client.submitter import Submitter
+    from chalicelib.protocol.categories import by_slug
+    from chalicelib.protocol.keys import KeyPair
+    from chalicelib.protocol.report import build_report, sign_envelope
+
+    submitter = Submitter(Resolver(tree.root.url, tree.anchor))
+    stale = submitter.owner("127.0.2.1")   # the ISP: right for 127.0.2.1, wrong for the customer's space
+    report = build_report(by_slug("spam"), "127.0.1.50", {}, datetime.now(timezone.utc))
+    delivery = submitter.deliver(sign_envelope(report, KeyPair.generate()), resolution=stale)
+    assert delivery.endpoint == tree.customer.url and delivery.status == 202
