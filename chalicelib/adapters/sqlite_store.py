@@ -54,14 +54,16 @@ CREATE TABLE IF NOT EXISTS tokens (
 # Held sorts before granted on the same prefix: a node that delegates its whole prefix refers it on.
 _ROLE_DEPTH = {"held": 0, "granted": 1}
 
+# One seek: the interval starting at or before the address. Its end is checked in Python, since a
+# `last >= ?` in the WHERE clause would make SQLite scan backwards through the family on a miss.
 _LONGEST_MATCH = """
-SELECT d.role, d.document, COALESCE(p.chain, d.chain)
-FROM (SELECT delegation_id, last FROM referral_index
-      WHERE family = ? AND first <= ? ORDER BY first DESC LIMIT 1) AS r
+SELECT d.role, d.document, COALESCE(p.chain, d.chain), r.last
+FROM referral_index AS r
 JOIN delegations AS d ON d.id = r.delegation_id
 LEFT JOIN delegations AS p ON p.id = d.parent_id
-WHERE r.last >= ?
+WHERE r.family = ? AND r.first <= ? ORDER BY r.first DESC LIMIT 1
 """
+_ROLES = {role.value: role for role in Role}
 
 
 def _width(family: int) -> int:
@@ -106,8 +108,10 @@ class SQLiteDelegationStore:
     # -- reads -----------------------------------------------------------------------------------
     def longest_match(self, ip: IPAddress) -> DelegationMatch | None:
         packed = ip.packed
-        row = self.db.connection.execute(_LONGEST_MATCH, (ip.version, packed, packed)).fetchone()
-        return DelegationMatch(Role(row[0]), row[1], row[2]) if row else None
+        row = self.db.connection.execute(_LONGEST_MATCH, (ip.version, packed)).fetchone()
+        if row is None or row[3] < packed:
+            return None
+        return DelegationMatch(_ROLES[row[0]], row[1], row[2])
 
     def list_delegations(self, role: Role | None = None) -> list[DelegationMatch]:
         sql = ("SELECT d.role, d.document, COALESCE(p.chain, d.chain) FROM delegations AS d "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 IPAddress = IPv4Address | IPv6Address
@@ -13,19 +14,23 @@ class AddressError(ValueError):
 
 
 def parse_ip(text: str) -> IPAddress:
-    """An address; IPv4-mapped IPv6 (::ffff:a.b.c.d) is the IPv4 address it maps, so both spellings meet."""
+    """An address; IPv4-mapped IPv6 (::ffff:a.b.c.d) is the IPv4 address it maps, so both spellings meet.
+
+    inet_pton parses strictly (no leading zeros, no short forms) and several times faster than
+    ipaddress, which matters on the refer path.
+    """
     if not isinstance(text, str):
         raise AddressError("address must be a string")
+    text = text.strip()
     try:
-        address = ipaddress.ip_address(text.strip())
-    except ValueError:
+        if ":" not in text:
+            return IPv4Address(socket.inet_pton(socket.AF_INET, text))
+        address = IPv6Address(socket.inet_pton(socket.AF_INET6, text))
+    except (OSError, ValueError):
+        if "%" in text:
+            raise AddressError(f"{text!r}: scoped addresses are not routable") from None
         raise AddressError(f"{text!r} is not an IPv4 or IPv6 address") from None
-    if isinstance(address, IPv6Address):
-        if address.scope_id:
-            raise AddressError(f"{text!r}: scoped addresses are not routable")
-        if address.ipv4_mapped:
-            return address.ipv4_mapped
-    return address
+    return address.ipv4_mapped or address
 
 
 def parse_prefix(text: str) -> IPNetwork:
