@@ -4,12 +4,15 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Chalice, Response
 
 from chalicelib import __version__
 from chalicelib.adapters.wsgi import PEER_HEADER
-from chalicelib.core import cases, delegations, intake, referral
+from chalicelib.core import blocklist, cases, delegations, intake, jobs, referral
 from chalicelib.core.errors import BadRequest, NodeError, PayloadTooLarge
 from chalicelib.core.ports import Role
 from chalicelib.core.tokens import require_role
@@ -156,6 +159,35 @@ def resolve_case(ip, category):
     return json_response(cases.resolve(current.get(), ip, category))
 
 
+@api("/v1/canary/{nonce}")
+def canary(nonce):
+    node = current.get()
+    if not node.verifications.record_canary_hit(nonce, client_address(), node.clock.now()):
+        return json_response({"error": {"code": "not_found", "message": "no such canary"}}, 404)
+    return Response(body=f"netimmune canary {nonce}\n", status_code=200, headers={"Content-Type": "text/plain"})
+
+
+@api("/v1/blocklist")
+def get_blocklist():
+    require("appliance")
+    body, content_type = blocklist.render(current.get(), (app.current_request.query_params or {}).get("format", "text"))
+    return Response(body=body, status_code=200, headers={"Content-Type": content_type})
+
+
 @api("/openapi.json")
 def openapi():
     return json_response(openapi_document(__version__))
+
+
+batch = BatchProcessor(event_type=EventType.SQS)
+
+
+def handle_job_record(record: SQSRecord) -> None:
+    jobs.handle(current.get(), json.loads(record.body))
+
+
+@app.on_sqs_message(queue=os.environ.get("NETIMMUNE_VERIFY_QUEUE", "netimmune-verify"), batch_size=10)
+def verify_worker(event):
+    """Background jobs from SQS, and from the local worker in the same event shape: one code path."""
+    return process_partial_response(event=event.to_dict(), record_handler=handle_job_record, processor=batch,
+                                    context=event.context)

@@ -143,6 +143,15 @@ PATHS = {
     "/v1/cases/{ip}/{category}/resolve": {"post": _op(
         "Mark a case fixed", {"200": _json({"type": "object"}, "resolved"), **_errors(400, 401, 403, 404)},
         admin=True, params=("ip", "category"))},
+    "/v1/canary/{nonce}": {"get": _op(
+        "Canary target of verification scans: a request arriving here through a suspect proves it relays",
+        {"200": {"description": "hit recorded", "content": {"text/plain": {"schema": {"type": "string"}}}},
+         **_errors(404)}, params=("nonce",))},
+    "/v1/blocklist": {"get": _op(
+        "Blocked addresses for firewalls: text (one per line) or JSON with reason, score and expiry",
+        {"200": {"description": "the blocklist", "content": {"text/plain": {"schema": {"type": "string"}},
+                                                             "application/json": {"schema": {"type": "object"}}}},
+         **_errors(400, 401, 403)}, admin=True)},
     "/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"}, "OpenAPI 3.1")})},
 }
 

@@ -35,6 +35,22 @@ class Settings:
     client_rate_per_minute: int = 600  # requests one client address may send
     half_life_hours: float = 7 * 24   # a report's weight halves over this
     trust_peer_header: bool = False   # set by `netimmune serve`: the WSGI adapter names the peer
+    policy_path: Path | None = None   # the node's policy YAML; None: the built-in default policy
+    scan_cooldown_seconds: int = 3600  # at most one verification scan per address per cool-down
+    max_concurrent_checks: int = 4    # probes one verification runs at once
+    check_timeout: float = 5.0        # seconds per probe connection
+    proxy_ports: tuple[int, ...] | None = None    # None: each check's usual ports
+    relay_ports: tuple[int, ...] | None = None
+    resolver_port: int | None = None
+    scan_ports: tuple[int, ...] | None = None
+    resolver_qname: str = "example.com"
+    outbox_dir: Path | None = None    # alerts as .eml files; default: <db>.outbox beside the database
+    smtp_host: str | None = None      # a smarthost for alerts, if any
+    smtp_port: int = 25
+    alert_from: str = "netimmune@localhost"
+    alert_to: tuple[str, ...] = ()
+    alerts_per_window: int = 10       # beyond this many alerts per window, alerts fold into a digest
+    alert_window_minutes: int = 15
 
     def __post_init__(self):
         if self.trust_anchor is not None:
@@ -48,6 +64,10 @@ class Settings:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
 
     @property
+    def outbox_path(self) -> Path:
+        return self.outbox_dir or self.db_path.with_suffix(".outbox")
+
+    @property
     def key_path(self) -> Path:
         return self.key_file or self.db_path.with_suffix(".key")
 
@@ -58,6 +78,13 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         def get(name: str) -> str | None:
             return env.get(ENV_PREFIX + name) or None
+
+        def ports(name: str) -> tuple[int, ...] | None:
+            raw = get(name)
+            try:
+                return tuple(int(p) for p in raw.split(",")) if raw else None
+            except ValueError:
+                raise SettingsError(f"{ENV_PREFIX}{name} must be comma-separated port numbers") from None
 
         def integer(name: str, default: int) -> int:
             raw = get(name)
@@ -79,4 +106,14 @@ class Settings:
             key_rate_per_minute=integer("KEY_RATE_PER_MINUTE", defaults.key_rate_per_minute),
             client_rate_per_minute=integer("CLIENT_RATE_PER_MINUTE", defaults.client_rate_per_minute),
             half_life_hours=integer("HALF_LIFE_HOURS", int(defaults.half_life_hours)),
+            policy_path=Path(get("POLICY")) if get("POLICY") else None,
+            scan_cooldown_seconds=integer("SCAN_COOLDOWN_SECONDS", defaults.scan_cooldown_seconds),
+            proxy_ports=ports("PROXY_PORTS"), relay_ports=ports("RELAY_PORTS"), scan_ports=ports("SCAN_PORTS"),
+            resolver_port=integer("RESOLVER_PORT", 0) or None,
+            resolver_qname=get("RESOLVER_QNAME") or defaults.resolver_qname,
+            check_timeout=float(get("CHECK_TIMEOUT") or defaults.check_timeout),
+            outbox_dir=Path(get("OUTBOX")) if get("OUTBOX") else None,
+            smtp_host=get("SMTP_HOST"), smtp_port=integer("SMTP_PORT", defaults.smtp_port),
+            alert_from=get("ALERT_FROM") or defaults.alert_from,
+            alert_to=tuple(a.strip() for a in (get("ALERT_TO") or "").split(",") if a.strip()),
         )

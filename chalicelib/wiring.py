@@ -6,9 +6,13 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from .adapters.sqlite_db import SQLiteDatabase
+from .adapters.notifiers import DEFAULT_RECIPIENTS, FanoutNotifier, OutboxNotifier, SmtpNotifier
+from .adapters.sqlite_queue import SQLiteJobQueue
 from .adapters.sqlite_reports import SQLiteReportStore
 from .adapters.sqlite_store import SQLiteDelegationStore, SQLiteTokenStore
+from .adapters.sqlite_verification import SQLiteVerificationStore
 from .core.node import Node
+from .core.policy import DEFAULT_POLICY, load_policy
 from .core.tally import TallyRules
 from .protocol.keys import KeyPair
 from .settings import Settings
@@ -19,12 +23,25 @@ class SystemClock:
         return datetime.now(timezone.utc)
 
 
+def build_notifier(settings: Settings, clock):
+    """Alerts always land in the outbox folder; with a smarthost they are mailed as well."""
+    recipients = settings.alert_to or DEFAULT_RECIPIENTS
+    outbox = OutboxNotifier(settings.outbox_path, sender=settings.alert_from, recipients=recipients, clock=clock)
+    if not settings.smtp_host:
+        return outbox
+    return FanoutNotifier(outbox, SmtpNotifier(settings.smtp_host, settings.smtp_port, settings.alert_from,
+                                               recipients))
+
+
 def build_node(settings: Settings, clock=None) -> Node:
     db = SQLiteDatabase(settings.db_path)
+    clock = clock or SystemClock()
     return Node(settings=settings, key=KeyPair.load(settings.key_path),
                 delegations=SQLiteDelegationStore(db), tokens=SQLiteTokenStore(db),
-                reports=SQLiteReportStore(db), clock=clock or SystemClock(),
-                tally=TallyRules(half_life_hours=settings.half_life_hours))
+                reports=SQLiteReportStore(db), verifications=SQLiteVerificationStore(db),
+                queue=SQLiteJobQueue(db, clock=clock), notifier=build_notifier(settings, clock),
+                policy=load_policy(settings.policy_path) if settings.policy_path else DEFAULT_POLICY,
+                clock=clock, tally=TallyRules(half_life_hours=settings.half_life_hours))
 
 
 class NodeHolder:

@@ -17,6 +17,16 @@ def now() -> datetime:
     return NOW
 
 
+class FixedClock:
+    """A clock tests move by hand."""
+
+    def __init__(self, now: datetime = NOW):
+        self.moment = now
+
+    def now(self) -> datetime:
+        return self.moment
+
+
 def delegate(issuer: KeyPair, prefix: str, holder: KeyPair | str, endpoint: str = "http://127.0.0.1:9",
              serial: int = 1, not_before: datetime = NOW - timedelta(days=1),
              not_after: datetime = NOW + timedelta(days=365)):

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS cases (
     resolved_at REAL,
     reports INTEGER NOT NULL,
     verification TEXT,
+    threshold_fired INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (ip, category)
 );
 CREATE INDEX IF NOT EXISTS cases_by_status ON cases (status, last_seen);

@@ -40,6 +40,7 @@ class LocalNode:
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
     extra_args: tuple[str, ...] = ()
+    env: dict = field(default_factory=dict)
     process: subprocess.Popen | None = None
 
     @property
@@ -67,7 +68,7 @@ class LocalNode:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "chalicelib.cli.netimmune", "serve", *self.options(),
              "--host", self.host, "--port", str(self.port), *self.extra_args],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -110,12 +111,13 @@ class LocalTree:
     customer: LocalNode
 
     @classmethod
-    def start(cls, folder: Path, isp_prefix: str = "127.0.0.0/8",
-              customer_prefix: str = "127.0.1.0/24", extra_args: tuple[str, ...] = ()) -> LocalTree:
-        root = LocalNode("root", folder, extra_args=extra_args)
+    def start(cls, folder: Path, isp_prefix: str = "127.0.0.0/8", customer_prefix: str = "127.0.1.0/24",
+              customer_args: tuple[str, ...] = (), customer_env: dict | None = None) -> LocalTree:
+        """Start the three nodes; the customer's may take extra serve options and environment (policy)."""
+        root = LocalNode("root", folder)
         anchor = root.create_key()
-        isp = LocalNode("isp", folder, anchor=anchor, extra_args=extra_args)
-        customer = LocalNode("customer", folder, anchor=anchor, extra_args=extra_args)
+        isp = LocalNode("isp", folder, anchor=anchor)
+        customer = LocalNode("customer", folder, anchor=anchor, extra_args=customer_args, env=customer_env or {})
         isp.create_key()
         customer.create_key()
         tree = cls(root, isp, customer)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -27,6 +28,8 @@ def node_options(func):
         click.option("--endpoint", help="public base URL of this node [env NETIMMUNE_ENDPOINT]"),
         click.option("--dev", "dev_mode", is_flag=True, default=None,
                      help="allow special-purpose space such as loopback [env NETIMMUNE_DEV_MODE]"),
+        click.option("--policy", "policy_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="policy YAML [env NETIMMUNE_POLICY; default: the built-in policy]"),
     ]
     for option in reversed(options):
         func = option(func)
@@ -34,7 +37,7 @@ def node_options(func):
 
 
 def settings_from(options: dict) -> Settings:
-    keys = ("db_path", "key_file", "trust_anchor", "endpoint", "dev_mode")
+    keys = ("db_path", "key_file", "trust_anchor", "endpoint", "dev_mode", "policy_path")
     return Settings.from_env().with_overrides(**{k: options.pop(k) for k in keys})
 
 
@@ -75,8 +78,10 @@ def keys_show(**options) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
+@click.option("--worker/--no-worker", "with_worker", default=True, show_default=True,
+              help="also run queued jobs (verification scans, alerts) in this process")
 @refusals_to_exit
-def serve(host, port, threads, **options) -> None:
+def serve(host, port, threads, with_worker, **options) -> None:
     """Serve the node API with waitress (a production WSGI server)."""
     from waitress import create_server
 
@@ -89,12 +94,53 @@ def serve(host, port, threads, **options) -> None:
     node_app.current.set(node)
     server = create_server(ChaliceWSGI(node_app.app), host=host, port=port, threads=threads,
                            ident="netimmune", clear_untrusted_proxy_headers=True)
+    thread, stop = local_worker(node).start_thread() if with_worker else (None, None)
     mode = "dev mode: special-purpose space allowed" if settings.dev_mode else "production mode"
     click.echo(f"netimmune node {node.key.public} listening on http://{host}:{port} ({mode})", err=True)
+    signal.signal(signal.SIGTERM, lambda *_: server.close())
     try:
         server.run()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, OSError):
         pass
+    finally:
+        if stop is not None:
+            stop.set()
+            thread.join(timeout=30)
+
+
+def local_worker(node, lease_seconds: int = 300):
+    """The worker that hands queued jobs to the same SQS handler Lambda calls."""
+    import app as node_app
+
+    from ..adapters.local_worker import Worker
+
+    return Worker(node.queue, node_app.verify_worker, node.clock, lease_seconds=lease_seconds)
+
+
+@main.command()
+@node_options
+@click.option("--once", is_flag=True, help="handle the jobs that are due, then exit")
+@click.option("--lease-seconds", default=300, show_default=True, type=click.IntRange(1, 43200),
+              help="how long a job stays with this worker before another may take it over")
+@refusals_to_exit
+def worker(once, lease_seconds, **options) -> None:
+    """Run queued jobs (verification scans, alerts, webhooks) without serving HTTP."""
+    import threading
+
+    import app as node_app
+
+    node = build_node(settings_from(options))
+    node_app.current.set(node)
+    runner = local_worker(node, lease_seconds)
+    if once:
+        click.echo(f"handled {runner.run_once()} job(s)")
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        runner.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
 
 
 @main.group()
@@ -170,6 +216,17 @@ def token_create(role, label, **options) -> None:
     """Create a token; it is shown once and stored only as a hash."""
     node = build_node(settings_from(options))
     click.echo(create_token(node.tokens, role, label, node.clock.now()))
+
+
+@main.command()
+def demo() -> None:
+    """Run the whole story on loopback: referral, signed reports, verification, block, alert."""
+    from .demo import run_demo
+
+    try:
+        run_demo()
+    except RuntimeError as exc:
+        raise CommandError(f"the demo failed: {exc}") from None
 
 
 @main.group()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,8 +23,10 @@ from .node import Node
 from .ports import Outcome, ReportRecord, Role
 from .referral import refer_address
 from .targets import refuse_special
+from .verification import after_intake
 
 MAX_BATCH = 1000
+log = logging.getLogger("netimmune.intake")
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,11 @@ def submit(node: Node, envelopes: Sequence[Any]) -> list[Answer]:
     order = list(admitted)
     outcomes = node.reports.record_reports([admitted[i].record for i in order],
                                            int(node.tally.count_window_hours * 3600))
+    try:
+        after_intake(node, [(admitted[i].record.ip, admitted[i].record.category)
+                            for i, (outcome, _) in zip(order, outcomes) if outcome is Outcome.NEW])
+    except Exception:  # the reports are stored and answered; policy runs again on the next report
+        log.exception("policy evaluation after intake failed")
     for index, (outcome, answer_json) in zip(order, outcomes):
         if outcome is Outcome.CONFLICT:
             answers[index] = Answer.refusal(Conflict(

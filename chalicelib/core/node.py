@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 from ..protocol.keys import KeyPair
 from ..settings import Settings
-from .ports import Clock, DelegationStore, ReportStore, TokenStore
+from .policy import Policy
+from .ports import Clock, DelegationStore, JobQueue, Notifier, ReportStore, TokenStore, VerificationStore
 from .tally import TallyRules
 
 
@@ -16,6 +17,10 @@ class Node:
     delegations: DelegationStore
     tokens: TokenStore
     reports: ReportStore
+    verifications: VerificationStore
+    queue: JobQueue
+    notifier: Notifier
+    policy: Policy
     clock: Clock
     tally: TallyRules
 

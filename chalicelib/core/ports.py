@@ -136,3 +136,99 @@ class ReportStore(Protocol):
 
     def take(self, bucket: str, count: int, limit: int, window_seconds: int, now: datetime) -> int | None:
         """Count `count` events in `bucket`'s current window; None if within `limit`, else seconds to wait."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A unit of background work; `payload` is plain JSON so SQS and the local table carry the same thing."""
+
+    job_id: str
+    kind: str            # "verify", "digest", "webhook", …
+    payload: dict
+    attempts: int = 0
+
+
+class JobQueue(Protocol):
+    def enqueue(self, kind: str, payload: dict, delay_seconds: int = 0, dedupe_key: str | None = None) -> str:
+        """Queue a job (at least once); a second job with a pending dedupe_key is dropped. Returns its id."""
+
+
+class LocalJobQueue(JobQueue, Protocol):
+    """The durable job table a local worker drains: leases, retries with back-off, dead letters."""
+
+    def lease(self, worker: str, limit: int, lease_seconds: int, now: datetime) -> list[Job]: ...
+
+    def complete(self, job_id: str) -> None: ...
+
+    def retry(self, job_id: str, error: str, now: datetime) -> None:
+        """Give the job back after a failure: later, with back-off, or to the dead letters when out of tries."""
+
+    def counts(self) -> dict[str, int]:
+        """Jobs by state: pending, leased, done, dead."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A message for the owner's operators: email subject and body, and a short form for SMS."""
+
+    subject: str
+    body: str
+    short: str
+    ip: str | None = None
+    category: str | None = None
+    kind: str = "alert"   # "alert", "ticket" or "digest"
+
+
+class Notifier(Protocol):
+    def send(self, alert: Alert) -> None: ...
+
+
+@dataclass(frozen=True)
+class Block:
+    ip: str
+    category: str
+    until: datetime
+    reason: str
+    score: float = 0.0
+
+
+class VerificationStore(Protocol):
+    """What verification and its actions remember: canaries, scan claims, results, blocks, alert counts."""
+
+    def register_canary(self, nonce: str, ip: str, expires: datetime) -> None: ...
+
+    def record_canary_hit(self, nonce: str, peer: str, now: datetime) -> bool:
+        """True when nonce was issued and is still live; the hit is then recorded."""
+
+    def canary_hit(self, nonce: str) -> bool: ...
+
+    def claim_scan(self, ip: str, now: datetime, cooldown_seconds: int) -> bool:
+        """Atomically take the right to scan ip; False while an earlier claim is inside its cool-down."""
+
+    def fire_threshold_once(self, ip: str, category: str) -> bool:
+        """True only for the first caller per case: threshold actions run once."""
+
+    def record_verification(self, verification_id: str, ip: str, category: str, verdict: str, result: dict,
+                            reputation_factor: float | None, now: datetime) -> bool:
+        """Store the result, move the case, and scale its reporters' reputation, all at once and only the
+        first time this verification_id is recorded (a redelivered job records nothing)."""
+
+    def verification(self, verification_id: str) -> dict | None:
+        """The recorded result with `actions_done`, or None."""
+
+    def mark_actions_done(self, verification_id: str) -> None: ...
+
+    def block(self, entry: Block) -> None:
+        """Put ip on the blocklist until entry.until (a later expiry wins)."""
+
+    def blocklist(self, now: datetime) -> list[Block]: ...
+
+    def count_alert(self, window_start: datetime) -> int:
+        """Count one alert in the window starting at window_start; returns the count so far, this one included."""
+
+    def hold_for_digest(self, window_start: datetime, alert: Alert) -> None: ...
+
+    def held_for_digest(self, window_start: datetime) -> list[Alert]: ...
+
+    def clear_digest(self, window_start: datetime) -> None:
+        """Forget a window's held alerts once its digest went out (windows take no alerts after they end)."""

@@ -2,7 +2,8 @@
 
 Weight is the reporter's rank (an operator's local override wins over what credentials proved) times a
 reputation factor that verification outcomes move. Each reporter appears once per case, so repeating a
-report can refresh a reporter's contribution but never multiply it.
+report can refresh a reporter's contribution but never multiply it. Age counts in whole hours, so a
+fresh report weighs exactly its weight and "verify at the first weighted report" (verify_at: 1) holds.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class TallyRules:
 
     def weight(self, contribution: Contribution, now: datetime) -> float:
         base = self.weights.get(self.effective_rank(contribution), 0.0) * contribution.reputation
-        age_hours = max(0.0, (now - contribution.observed).total_seconds() / 3600)
+        age_hours = max(0, int((now - contribution.observed).total_seconds() // 3600))
         return base * 0.5 ** (age_hours / self.half_life_hours)
 
     def score(self, case: Case, now: datetime) -> float:

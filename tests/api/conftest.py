@@ -12,15 +12,7 @@ from chalicelib.core.tokens import create_token
 from chalicelib.protocol.keys import KeyPair
 from chalicelib.settings import Settings
 from chalicelib.wiring import build_node
-from tests.conftest import NOW
-
-
-class FixedClock:
-    def __init__(self, now=NOW):
-        self.moment = now
-
-    def now(self):
-        return self.moment
+from tests.conftest import NOW, FixedClock
 
 
 @dataclass

@@ -41,7 +41,8 @@ def test_report_lands_at_the_customer_and_the_case_shows_the_evidence(tree, repo
     reader = tree.customer.token("reader")
     cases = httpx.get(f"{tree.customer.url}/v1/cases/127.0.1.9", headers={"Authorization": f"Bearer {reader}"}).json()
     case = cases["cases"][0]
-    assert case["category"] == "open-proxy" and case["status"] == "received"
+    # the default policy scans at once; nothing listens on 127.0.1.9, so the scan may already have refuted it
+    assert case["category"] == "open-proxy" and case["status"] in ("verifying", "refuted")
     evidence = case["evidence_reports"][0]["report"]["evidence"][0]
     assert evidence["description"] == "standard input"
     assert base64.b64decode(evidence["payload"]) == SAMPLE_LOG

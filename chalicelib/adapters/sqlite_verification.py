@@ -1,0 +1,139 @@
+"""Verification state in SQLite: canaries, scan claims, results with their effects, blocks, alert counts."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime
+
+from ..core.ports import Alert, Block
+from .sqlite_db import SQLiteDatabase
+from .sqlite_reports import SCHEMA as REPORTS_SCHEMA, _epoch, _moment
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS canaries (
+    nonce TEXT PRIMARY KEY,
+    ip TEXT NOT NULL,
+    expires REAL NOT NULL,
+    hit_at REAL,
+    hit_from TEXT
+);
+CREATE TABLE IF NOT EXISTS scan_claims (
+    ip TEXT PRIMARY KEY,
+    claimed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS verifications (
+    verification_id TEXT PRIMARY KEY,
+    ip TEXT NOT NULL,
+    category TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    result TEXT NOT NULL,
+    recorded REAL NOT NULL,
+    actions_done INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS blocks (
+    ip TEXT NOT NULL,
+    category TEXT NOT NULL,
+    until REAL NOT NULL,
+    reason TEXT NOT NULL,
+    score REAL NOT NULL,
+    PRIMARY KEY (ip, category)
+);
+CREATE TABLE IF NOT EXISTS alert_windows (
+    window_start REAL PRIMARY KEY,
+    count INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS digest_alerts (
+    id INTEGER PRIMARY KEY,
+    window_start REAL NOT NULL,
+    alert TEXT NOT NULL
+);
+"""
+
+
+class SQLiteVerificationStore:
+    def __init__(self, db: SQLiteDatabase, reputation_floor: float = 0.05, reputation_ceiling: float = 2.0):
+        self.db = db
+        self.floor, self.ceiling = reputation_floor, reputation_ceiling
+        db.ensure_schema(REPORTS_SCHEMA)
+        db.ensure_schema(SCHEMA)
+
+    def register_canary(self, nonce: str, ip: str, expires: datetime) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO canaries (nonce, ip, expires) VALUES (?, ?, ?)", (nonce, ip, _epoch(expires)))
+
+    def record_canary_hit(self, nonce: str, peer: str, now: datetime) -> bool:
+        with self.db.transaction() as conn:
+            return conn.execute("UPDATE canaries SET hit_at = COALESCE(hit_at, ?), hit_from = COALESCE(hit_from, ?) "
+                                "WHERE nonce = ? AND expires >= ?", (_epoch(now), peer, nonce, _epoch(now))).rowcount > 0
+
+    def canary_hit(self, nonce: str) -> bool:
+        row = self.db.connection.execute("SELECT hit_at FROM canaries WHERE nonce = ?", (nonce,)).fetchone()
+        return bool(row and row[0] is not None)
+
+    def claim_scan(self, ip: str, now: datetime, cooldown_seconds: int) -> bool:
+        with self.db.transaction() as conn:
+            return conn.execute(
+                "INSERT INTO scan_claims (ip, claimed_at) VALUES (?, ?) ON CONFLICT (ip) DO UPDATE SET "
+                "claimed_at = excluded.claimed_at WHERE claimed_at <= excluded.claimed_at - ?",
+                (ip, _epoch(now), cooldown_seconds)).rowcount > 0
+
+    def fire_threshold_once(self, ip: str, category: str) -> bool:
+        with self.db.transaction() as conn:
+            return conn.execute("UPDATE cases SET threshold_fired = 1 WHERE ip = ? AND category = ? AND "
+                                "threshold_fired = 0", (ip, category)).rowcount > 0
+
+    def record_verification(self, verification_id: str, ip: str, category: str, verdict: str, result: dict,
+                            reputation_factor: float | None, now: datetime) -> bool:
+        status = verdict if verdict in ("confirmed", "refuted") else "inconclusive"
+        with self.db.transaction() as conn:
+            if conn.execute("INSERT INTO verifications (verification_id, ip, category, verdict, result, recorded) "
+                            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                            (verification_id, ip, category, verdict, json.dumps(result), _epoch(now))).rowcount == 0:
+                return False
+            conn.execute("UPDATE cases SET status = ?, verification = ? WHERE ip = ? AND category = ? "
+                         "AND status != 'resolved'", (status, json.dumps(result), ip, category))
+            if reputation_factor is not None:
+                column = "confirmed" if reputation_factor >= 1 else "refuted"
+                conn.execute(f"UPDATE reporters SET reputation = MIN(?, MAX(?, reputation * ?)), {column} = {column} + 1 "
+                             "WHERE key IN (SELECT reporter FROM contributions WHERE ip = ? AND category = ?)",
+                             (self.ceiling, self.floor, reputation_factor, ip, category))
+        return True
+
+    def verification(self, verification_id: str) -> dict | None:
+        row = self.db.connection.execute("SELECT verdict, result, actions_done FROM verifications WHERE "
+                                         "verification_id = ?", (verification_id,)).fetchone()
+        return {"verdict": row[0], "result": json.loads(row[1]), "actions_done": bool(row[2])} if row else None
+
+    def mark_actions_done(self, verification_id: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE verifications SET actions_done = 1 WHERE verification_id = ?", (verification_id,))
+
+    def block(self, entry: Block) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO blocks VALUES (?, ?, ?, ?, ?) ON CONFLICT (ip, category) DO UPDATE SET "
+                         "until = MAX(until, excluded.until), reason = excluded.reason, score = excluded.score",
+                         (entry.ip, entry.category, _epoch(entry.until), entry.reason, entry.score))
+
+    def blocklist(self, now: datetime) -> list[Block]:
+        rows = self.db.connection.execute("SELECT ip, category, until, reason, score FROM blocks WHERE until > ? "
+                                          "ORDER BY ip, category", (_epoch(now),))
+        return [Block(ip, category, _moment(until), reason, score) for ip, category, until, reason, score in rows]
+
+    def count_alert(self, window_start: datetime) -> int:
+        with self.db.transaction() as conn:
+            return conn.execute("INSERT INTO alert_windows VALUES (?, 1) ON CONFLICT (window_start) DO UPDATE SET "
+                                "count = count + 1 RETURNING count", (_epoch(window_start),)).fetchone()[0]
+
+    def hold_for_digest(self, window_start: datetime, alert: Alert) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO digest_alerts (window_start, alert) VALUES (?, ?)",
+                         (_epoch(window_start), json.dumps(asdict(alert))))
+
+    def held_for_digest(self, window_start: datetime) -> list[Alert]:
+        rows = self.db.connection.execute("SELECT alert FROM digest_alerts WHERE window_start = ? ORDER BY id",
+                                          (_epoch(window_start),))
+        return [Alert(**json.loads(alert)) for (alert,) in rows]
+
+    def clear_digest(self, window_start: datetime) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM digest_alerts WHERE window_start = ?", (_epoch(window_start),))

@@ -1,0 +1,67 @@
+"""Policy actions (block, webhook, ticket, alert) and alert delivery that folds a storm into a digest."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+from .alerts import AlertThrottle, compose_alert, compose_digest, describe_action
+from .node import Node
+from .policy import Action
+from .ports import Alert, Block
+
+DIGEST = "digest"
+WEBHOOK = "webhook"
+
+
+def run_actions(node: Node, actions: Sequence[Action], *, ip: str, category: str, score: float,
+                verdict: str | None, summary: str) -> list[str]:
+    """Carry out a rule's actions; alerts and tickets go last, so they can say what was done."""
+    now = node.clock.now()
+    for action in actions:
+        if action.kind == "block":
+            node.verifications.block(Block(ip, category, now + action.duration, f"{category} {verdict or 'reported'}",
+                                           score))
+        elif action.kind == "webhook":
+            node.queue.enqueue(WEBHOOK, {"webhook": action.webhook, "event": {
+                "ip": ip, "category": category, "verdict": verdict, "score": round(score, 4), "summary": summary,
+                "at": now.isoformat()}})
+    taken = [describe_action(action) for action in actions]
+    for kind in ("ticket", "alert"):
+        if any(action.kind == kind for action in actions):
+            deliver_alert(node, compose_alert(ip=ip, category=category, score=score, verdict=verdict, actions=taken,
+                                              node_name=node.settings.endpoint, resolve_hint=node.settings.endpoint,
+                                              kind=kind, details=summary))
+    return taken
+
+
+def _throttle(node: Node) -> AlertThrottle:
+    return AlertThrottle(node.settings.alerts_per_window, node.settings.alert_window_minutes)
+
+
+def _window_start(throttle: AlertThrottle, now: datetime) -> datetime:
+    seconds = throttle.window_seconds
+    return datetime.fromtimestamp(int(now.timestamp()) // seconds * seconds, timezone.utc)
+
+
+def deliver_alert(node: Node, alert: Alert) -> bool:
+    """Send now while under the rate; beyond it, hold the alert for one digest at the window's end."""
+    now = node.clock.now()
+    throttle = _throttle(node)
+    start = _window_start(throttle, now)
+    decision = throttle.decide(node.verifications.count_alert(start) - 1, now)
+    if decision.send_now:
+        node.notifier.send(alert)
+        return True
+    node.verifications.hold_for_digest(start, alert)
+    node.queue.enqueue(DIGEST, {"window_start": start.timestamp()}, dedupe_key=decision.window_key,
+                       delay_seconds=max(0, int((decision.digest_due - now).total_seconds()) + 1))
+    return False
+
+
+def send_digest(node: Node, payload: dict) -> None:
+    """The digest job: one message for every alert held in its window."""
+    start = datetime.fromtimestamp(payload["window_start"], timezone.utc)
+    held = node.verifications.held_for_digest(start)
+    if held:
+        node.notifier.send(compose_digest(held, node.settings.alert_window_minutes))
+    node.verifications.clear_digest(start)

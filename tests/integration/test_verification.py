@@ -1,0 +1,207 @@
+"""Verification through the real pipeline: intake → policy → queue → verify job → verdict and actions."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from email import message_from_bytes, policy as email_policy
+
+import pytest
+
+from chalicelib.core import intake, jobs
+from chalicelib.core.actions import deliver_alert
+from chalicelib.core.alerts import compose_alert
+from chalicelib.core.delegations import install
+from chalicelib.core.ports import Role
+from chalicelib.core.verification import scope_refusal
+from chalicelib.protocol.categories import by_slug
+from chalicelib.protocol.keys import KeyPair
+from chalicelib.protocol.prefixes import parse_ip
+from chalicelib.protocol.report import build_report, sign_envelope
+from chalicelib.settings import Settings
+from chalicelib.wiring import build_node
+from tests.conftest import NOW, FixedClock, delegate
+
+POLICY = """\
+rules:
+  - prefix: 127.0.0.0/16
+    categories: [port-scan]
+    verify_at: 1
+    alert_at: 3
+    checks: [port-scan]
+    on_confirmed: [block: 1d, alert]
+    on_refuted: none
+    on_threshold: [alert]
+"""
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def make_node(tmp_path, root_key):
+    def make(name="node", dev_mode=True, **settings):
+        (tmp_path / "policy.yaml").write_text(POLICY)
+        KeyPair.generate().save(tmp_path / f"{name}.key")
+        node = build_node(Settings(db_path=tmp_path / f"{name}.db", dev_mode=dev_mode, trust_anchor=root_key.public,
+                                   policy_path=tmp_path / "policy.yaml", **settings), clock=FixedClock())
+        install(node, [delegate(root_key, "127.0.0.0/16", node.key).document])
+        node.delegations.save_delegations(Role.GRANTED, [delegate(node.key, "127.0.1.0/24", KeyPair.generate())])
+        return node
+    return make
+
+
+def report(ip="127.0.0.5", category="port-scan", key=None, observed=NOW):
+    body = build_report(by_slug(category), ip, {"org": "t"}, observed)
+    return sign_envelope(body, key or KeyPair.generate())
+
+
+def run_due_jobs(node) -> int:
+    """What the worker does, minus the SQS dressing (tested in test_worker.py)."""
+    handled = 0
+    while leased := node.queue.lease("test", 10, 60, node.clock.now()):
+        for job in leased:
+            jobs.handle(node, {"kind": job.kind, "payload": job.payload, "job_id": job.job_id})
+            node.queue.complete(job.job_id)
+            handled += 1
+    return handled
+
+
+def outbox_subjects(node) -> list[str]:
+    return [message_from_bytes(p.read_bytes(), policy=email_policy.default)["Subject"]
+            for p in sorted(node.settings.outbox_path.glob("*.eml"))]
+
+
+def test_scope_guard_refuses_space_outside_the_node(make_node):
+    assert "outside" in scope_refusal(make_node(), parse_ip("127.9.0.1"))
+
+
+def test_scope_guard_refuses_space_delegated_to_a_child(make_node):
+    assert "delegated to a child" in scope_refusal(make_node(), parse_ip("127.0.1.5"))
+
+
+def test_scope_guard_refuses_special_purpose_space_in_production(make_node):
+    assert "special-purpose" in scope_refusal(make_node(dev_mode=False), parse_ip("127.0.0.5"))
+    assert scope_refusal(make_node(name="dev"), parse_ip("127.0.0.5")) is None
+
+
+def test_a_thousand_reports_about_one_address_cause_one_scan(make_node):
+    node = make_node(scan_ports=(closed_port(),))
+    for start in range(0, 1000, 250):
+        answers = intake.submit(node, [report() for _ in range(250)])
+        assert {a.status for a in answers} == {202}
+    intake.submit(node, [report(category="open-proxy")])   # another category, same address, same cool-down
+    assert node.queue.counts()["pending"] == 2   # one scan, one threshold alert
+    assert run_due_jobs(node) == 2
+    assert node.reports.get_case("127.0.0.5", "port-scan").status == "refuted"
+
+
+def test_scan_runs_again_after_the_cool_down(make_node):
+    node = make_node(scan_ports=(closed_port(),), scan_cooldown_seconds=600)
+    intake.submit(node, [report()])
+    run_due_jobs(node)
+    node.reports.set_case_status("127.0.0.5", "port-scan", "received")
+    node.clock.moment = NOW.replace(minute=11)
+    intake.submit(node, [report()])
+    assert node.queue.counts()["pending"] == 1
+
+
+def test_confirmed_verdict_blocks_alerts_and_raises_reporter_reputation(make_node):
+    listener = socket.socket()
+    listener.bind(("127.0.0.5", 0))
+    listener.listen()
+    with listener:
+        node = make_node(scan_ports=(listener.getsockname()[1],))
+        reporter = KeyPair.generate()
+        intake.submit(node, [report(key=reporter)])
+        run_due_jobs(node)
+    case = node.reports.get_case("127.0.0.5", "port-scan")
+    assert case.status == "confirmed" and case.verification["checks"][0]["details"]["open_ports"]
+    assert case.contributions[0].reputation == 1.25
+    assert [b.ip for b in node.verifications.blocklist(node.clock.now())] == ["127.0.0.5"]
+    assert any("127.0.0.5" in s and "blocked" in s for s in outbox_subjects(node))
+
+
+def test_refuted_verdict_lowers_reporter_reputation_and_blocks_nothing(make_node):
+    node = make_node(scan_ports=(closed_port(),))
+    intake.submit(node, [report()])
+    run_due_jobs(node)
+    case = node.reports.get_case("127.0.0.5", "port-scan")
+    assert case.status == "refuted" and case.contributions[0].reputation == 0.5
+    assert node.verifications.blocklist(node.clock.now()) == []
+
+
+def test_a_verify_job_delivered_twice_records_and_acts_once(make_node):
+    listener = socket.socket()
+    listener.bind(("127.0.0.5", 0))
+    listener.listen()
+    with listener:
+        node = make_node(scan_ports=(listener.getsockname()[1],))
+        intake.submit(node, [report()])
+        job = node.queue.lease("test", 1, 60, node.clock.now())[0]
+        message = {"kind": job.kind, "payload": job.payload, "job_id": job.job_id}
+        jobs.handle(node, message)
+        jobs.handle(node, message)
+    assert node.reports.get_case("127.0.0.5", "port-scan").contributions[0].reputation == 1.25
+    assert len([s for s in outbox_subjects(node) if "confirmed" in s]) == 1
+
+
+def test_threshold_actions_fire_once_per_case(make_node):
+    node = make_node(scan_ports=(closed_port(),))
+    for _ in range(2):
+        intake.submit(node, [report() for _ in range(3)])
+        run_due_jobs(node)
+    assert len([s for s in outbox_subjects(node) if "reported" in s]) == 1
+
+
+def test_an_alert_storm_folds_into_one_digest(make_node):
+    node = make_node(alerts_per_window=2)
+    for index in range(5):
+        deliver_alert(node, compose_alert(ip=f"127.0.0.{index}", category="spam", score=1, verdict=None,
+                                          actions=[], node_name="n", resolve_hint="http://127.0.0.1:9"))
+    assert len(outbox_subjects(node)) == 2
+    assert node.queue.counts()["pending"] == 1
+    node.clock.moment = NOW.replace(minute=16)
+    run_due_jobs(node)
+    subjects = outbox_subjects(node)
+    assert len(subjects) == 3 and "3 alerts" in subjects[-1]
+
+
+def test_worker_killed_mid_verification_completes_the_job_once_after_restart(make_node):
+    tarpit = socket.socket()   # accepts connections and never answers: the proxy check waits on it
+    tarpit.bind(("127.0.0.5", 0))
+    tarpit.listen()
+    port = str(tarpit.getsockname()[1])
+    node = make_node(proxy_ports=(int(port),))
+    node.clock.moment = datetime.now(timezone.utc)   # the worker processes run on the real clock
+    intake.submit(node, [report(category="open-proxy", observed=node.clock.moment)])
+    settings = node.settings
+    command = [sys.executable, "-m", "chalicelib.cli.netimmune", "worker", "--db", str(settings.db_path), "--dev",
+               "--anchor", settings.trust_anchor, "--policy", str(settings.policy_path)]
+    env = {**os.environ, "NETIMMUNE_PROXY_PORTS": port, "NETIMMUNE_CHECK_TIMEOUT": "30"}
+    first = subprocess.Popen([*command, "--lease-seconds", "2"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while node.queue.counts()["leased"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert node.queue.counts()["leased"] == 1
+        time.sleep(0.5)   # well inside the probe, which waits 30 s for an answer
+    finally:
+        first.kill()
+        first.wait()
+    tarpit.close()   # now the port is closed, so the retried check ends at once
+    deadline = time.monotonic() + 30
+    while node.queue.counts()["done"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)   # the dead worker's lease has to run out first
+        restarted = subprocess.run([*command, "--once"], env=env, capture_output=True, text=True, timeout=60)
+        assert restarted.returncode == 0, restarted.stderr
+    assert node.queue.counts() == {"pending": 0, "leased": 0, "done": 1, "dead": 0}
+    assert node.verifications.db.connection.execute("SELECT verdict FROM verifications").fetchall() == [("refuted",)]
+    assert node.reports.get_case("127.0.0.5", "open-proxy").status == "refuted"
