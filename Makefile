@@ -7,6 +7,8 @@ DEBIAN_PACKAGES := dnsmasq-base fail2ban nftables
 
 .PHONY: demo test venv debian bench clean
 
+include infra/infra.mk
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
