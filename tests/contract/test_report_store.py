@@ -1,0 +1,89 @@
+"""The ReportStore contract: exactly-once reports, one contribution per reporter per window, rate windows."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from chalicelib.core.ports import Outcome, ReportRecord
+from tests.conftest import NOW
+
+DAY = 24 * 3600
+
+
+def record(report_id="r1", ip="127.0.0.5", category="spam", reporter="ed25519:a", digest="d1", at=NOW,
+           rank="anonymous"):
+    return ReportRecord(report_id, digest, ip, category, reporter, rank, at, at, '{"report": {}}',
+                        f'{{"report_id": "{report_id}"}}')
+
+
+def test_a_new_report_is_stored_and_opens_a_case(report_store):
+    assert report_store.record_reports([record()], DAY) == [(Outcome.NEW, '{"report_id": "r1"}')]
+    stored = report_store.get_report("r1")
+    assert (stored.ip, stored.category, stored.reporter, stored.observed) == ("127.0.0.5", "spam", "ed25519:a", NOW)
+    case = report_store.get_case("127.0.0.5", "spam")
+    assert (case.status, case.reports, len(case.contributions)) == ("received", 1, 1)
+    assert case.contributions[0].reputation == 1.0 and case.contributions[0].rank_override is None
+
+
+def test_the_same_report_again_is_a_duplicate_with_the_first_answer(report_store):
+    report_store.record_reports([record()], DAY)
+    assert report_store.record_reports([record()], DAY) == [(Outcome.DUPLICATE, '{"report_id": "r1"}')]
+    assert report_store.get_case("127.0.0.5", "spam").reports == 1
+
+
+def test_the_same_id_with_another_body_is_a_conflict_and_changes_nothing(report_store):
+    report_store.record_reports([record()], DAY)
+    outcome, _ = report_store.record_reports([record(digest="other", ip="127.0.0.6")], DAY)[0]
+    assert outcome is Outcome.CONFLICT
+    assert report_store.get_case("127.0.0.6", "spam") is None
+
+
+def test_a_batch_reports_each_outcome_in_order(report_store):
+    outcomes = report_store.record_reports([record("a"), record("b"), record("a")], DAY)
+    assert [o for o, _ in outcomes] == [Outcome.NEW, Outcome.NEW, Outcome.DUPLICATE]
+
+
+def test_a_reporter_is_counted_once_per_window(report_store):
+    report_store.record_reports([record("a"), record("b", at=NOW + timedelta(hours=1))], DAY)
+    contribution = report_store.get_case("127.0.0.5", "spam").contributions[0]
+    assert (contribution.reports, contribution.counted_at, contribution.observed) == (2, NOW, NOW)
+    report_store.record_reports([record("c", at=NOW + timedelta(hours=25))], DAY)
+    contribution = report_store.get_case("127.0.0.5", "spam").contributions[0]
+    assert (contribution.reports, contribution.counted_at) == (3, NOW + timedelta(hours=25))
+
+
+def test_distinct_reporters_each_contribute(report_store):
+    report_store.record_reports([record("a"), record("b", reporter="ed25519:b", rank="noc")], DAY)
+    ranks = sorted(c.rank for c in report_store.get_case("127.0.0.5", "spam").contributions)
+    assert ranks == ["anonymous", "noc"]
+
+
+def test_cases_list_by_address_and_status_and_show_their_reports(report_store):
+    report_store.record_reports([record("a"), record("b", ip="127.0.0.6"), record("c", category="ddos")], DAY)
+    assert {c.category for c in report_store.list_cases(ip="127.0.0.5")} == {"spam", "ddos"}
+    assert report_store.set_case_status("127.0.0.6", "spam", "confirmed", {"verdict": "confirmed"})
+    confirmed = report_store.list_cases(status="confirmed")
+    assert [(c.ip, c.verification) for c in confirmed] == [("127.0.0.6", {"verdict": "confirmed"})]
+    assert [r.report_id for r in report_store.case_reports("127.0.0.5", "spam")] == ["a"]
+    assert not report_store.set_case_status("127.0.0.9", "spam", "confirmed")
+
+
+def test_a_new_report_reopens_a_resolved_case(report_store):
+    report_store.record_reports([record("a")], DAY)
+    report_store.set_case_status("127.0.0.5", "spam", "resolved")
+    report_store.record_reports([record("b", reporter="ed25519:b", at=NOW + timedelta(hours=2))], DAY)
+    assert report_store.get_case("127.0.0.5", "spam").status == "received"
+
+
+def test_a_rank_override_shows_on_every_contribution(report_store):
+    report_store.record_reports([record()], DAY)
+    report_store.set_rank_override("ed25519:a", "muted")
+    assert report_store.get_case("127.0.0.5", "spam").contributions[0].rank_override == "muted"
+
+
+def test_rate_windows_count_and_say_how_long_to_wait(report_store):
+    assert report_store.take("key:a", 3, 5, 60, NOW) is None
+    assert report_store.take("key:a", 2, 5, 60, NOW) is None
+    retry = report_store.take("key:a", 1, 5, 60, NOW)
+    assert retry is not None and 1 <= retry <= 61
+    assert report_store.take("key:a", 1, 5, 60, NOW + timedelta(seconds=60)) is None
+    assert report_store.take("key:b", 1, 5, 60, NOW) is None

@@ -1,0 +1,95 @@
+"""The VerificationStore contract: canaries, scan claims, once-only results and their effects, blocks."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from chalicelib.core.ports import Alert, Block
+from tests.conftest import NOW
+from tests.contract.test_report_store import DAY, record
+
+
+def test_a_canary_counts_only_while_live_and_only_if_issued(verification_store):
+    verification_store.register_canary("n1", "127.0.0.5", NOW + timedelta(minutes=10))
+    assert not verification_store.canary_hit("n1")
+    assert not verification_store.record_canary_hit("unknown", "127.0.0.5", NOW)
+    assert verification_store.record_canary_hit("n1", "127.0.0.5", NOW)
+    assert verification_store.canary_hit("n1")
+    verification_store.register_canary("n2", "127.0.0.5", NOW)
+    assert not verification_store.record_canary_hit("n2", "127.0.0.5", NOW + timedelta(seconds=1))
+
+
+def test_a_scan_claim_holds_for_its_cool_down(verification_store):
+    assert verification_store.claim_scan("127.0.0.5", NOW, 600)
+    assert not verification_store.claim_scan("127.0.0.5", NOW + timedelta(seconds=599), 600)
+    assert verification_store.claim_scan("127.0.0.6", NOW, 600)
+    assert verification_store.claim_scan("127.0.0.5", NOW + timedelta(seconds=600), 600)
+
+
+def test_threshold_fires_once_per_case(stores):
+    reports, verification = stores
+    reports.record_reports([record()], DAY)
+    assert verification.fire_threshold_once("127.0.0.5", "spam")
+    assert not verification.fire_threshold_once("127.0.0.5", "spam")
+
+
+def test_a_verification_is_recorded_once_with_its_effects(stores):
+    reports, verification = stores
+    reports.record_reports([record("a"), record("b", reporter="ed25519:b")], DAY)
+    result = {"verdict": "refuted", "summary": "nothing open"}
+    assert verification.record_verification("v1", "127.0.0.5", "spam", "refuted", result, 0.5, NOW)
+    assert not verification.record_verification("v1", "127.0.0.5", "spam", "refuted", result, 0.5, NOW)
+    case = reports.get_case("127.0.0.5", "spam")
+    assert case.status == "refuted" and case.verification == result
+    assert [c.reputation for c in case.contributions] == [0.5, 0.5]
+    assert verification.verification("v1") == {"verdict": "refuted", "result": result, "actions_done": False}
+    verification.mark_actions_done("v1")
+    assert verification.verification("v1")["actions_done"]
+    assert verification.verification("v2") is None
+
+
+def test_reputation_stays_within_its_floor_and_ceiling(stores):
+    reports, verification = stores
+    reports.record_reports([record()], DAY)
+    for index in range(10):
+        verification.record_verification(f"up{index}", "127.0.0.5", "spam", "confirmed", {}, 1.25, NOW)
+    assert reports.get_case("127.0.0.5", "spam").contributions[0].reputation == 2.0
+    for index in range(20):
+        verification.record_verification(f"down{index}", "127.0.0.5", "spam", "refuted", {}, 0.5, NOW)
+    assert reports.get_case("127.0.0.5", "spam").contributions[0].reputation == 0.05
+
+
+def test_an_error_verdict_leaves_the_case_inconclusive_and_reputation_alone(stores):
+    reports, verification = stores
+    reports.record_reports([record()], DAY)
+    verification.record_verification("v1", "127.0.0.5", "spam", "error", {"verdict": "error"}, None, NOW)
+    case = reports.get_case("127.0.0.5", "spam")
+    assert case.status == "inconclusive" and case.contributions[0].reputation == 1.0
+
+
+def test_a_resolved_case_keeps_its_status_when_a_late_result_arrives(stores):
+    reports, verification = stores
+    reports.record_reports([record()], DAY)
+    reports.set_case_status("127.0.0.5", "spam", "resolved")
+    verification.record_verification("v1", "127.0.0.5", "spam", "confirmed", {}, 1.25, NOW)
+    assert reports.get_case("127.0.0.5", "spam").status == "resolved"
+
+
+def test_blocks_expire_and_a_later_expiry_wins(verification_store):
+    verification_store.block(Block("127.0.0.5", "spam", NOW + timedelta(days=1), "spam confirmed", 3.0))
+    verification_store.block(Block("127.0.0.5", "spam", NOW + timedelta(hours=1), "spam confirmed", 4.0))
+    verification_store.block(Block("127.0.0.6", "ddos", NOW + timedelta(hours=1), "ddos confirmed", 1.0))
+    listed = verification_store.blocklist(NOW)
+    assert [(b.ip, b.until) for b in listed] == [("127.0.0.5", NOW + timedelta(days=1)),
+                                                 ("127.0.0.6", NOW + timedelta(hours=1))]
+    assert [b.ip for b in verification_store.blocklist(NOW + timedelta(hours=2))] == ["127.0.0.5"]
+
+
+def test_alert_counts_and_digests_are_per_window(verification_store):
+    assert [verification_store.count_alert(NOW) for _ in range(3)] == [1, 2, 3]
+    assert verification_store.count_alert(NOW + timedelta(minutes=15)) == 1
+    alert = Alert("subject", "body", "short", "127.0.0.5", "spam")
+    verification_store.hold_for_digest(NOW, alert)
+    verification_store.hold_for_digest(NOW, alert)
+    assert verification_store.held_for_digest(NOW) == [alert, alert]
+    verification_store.clear_digest(NOW)
+    assert verification_store.held_for_digest(NOW) == []
