@@ -170,8 +170,11 @@ def canary(nonce):
 @api("/v1/blocklist")
 def get_blocklist():
     require("appliance")
-    body, content_type = blocklist.render(current.get(), (app.current_request.query_params or {}).get("format", "text"))
-    return Response(body=body, status_code=200, headers={"Content-Type": content_type})
+    feed = blocklist.feed(current.get(), blocklist.FeedQuery.parse(app.current_request.query_params or {}))
+    if app.current_request.headers.get("if-none-match") == feed.etag:
+        return Response(body="", status_code=304, headers={"ETag": feed.etag})
+    return Response(body=feed.body, status_code=200, headers={"Content-Type": feed.content_type, "ETag": feed.etag,
+                                                              "Cache-Control": "no-cache"})
 
 
 @api("/openapi.json")

@@ -147,11 +147,19 @@ PATHS = {
         "Canary target of verification scans: a request arriving here through a suspect proves it relays",
         {"200": {"description": "hit recorded", "content": {"text/plain": {"schema": {"type": "string"}}}},
          **_errors(404)}, params=("nonce",))},
-    "/v1/blocklist": {"get": _op(
-        "Blocked addresses for firewalls: text (one per line) or JSON with reason, score and expiry",
+    "/v1/blocklist": {"get": {**_op(
+        "Blocked addresses for firewalls: text (one address or prefix per line), JSON with reason, score and "
+        "expiry, or an nftables set file; conditional GET with ETag",
         {"200": {"description": "the blocklist", "content": {"text/plain": {"schema": {"type": "string"}},
                                                              "application/json": {"schema": {"type": "object"}}}},
-         **_errors(400, 401, 403)}, admin=True)},
+         "304": {"description": "unchanged since the ETag sent in If-None-Match"},
+         **_errors(400, 401, 403)}, admin=True),
+        "parameters": [
+            {"name": "format", "in": "query", "schema": {"enum": ["text", "json", "nft"], "default": "text"}},
+            {"name": "category", "in": "query", "schema": {"type": "string"}, "description": "comma-separated"},
+            {"name": "min_score", "in": "query", "schema": {"type": "number"}},
+            {"name": "aggregate", "in": "query", "schema": {"enum": ["64"]},
+             "description": "IPv6 addresses as their /64"}]}},
     "/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"}, "OpenAPI 3.1")})},
 }
 

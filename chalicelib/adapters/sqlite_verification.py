@@ -42,6 +42,15 @@ CREATE TABLE IF NOT EXISTS alert_windows (
     window_start REAL PRIMARY KEY,
     count INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id INTEGER PRIMARY KEY,
+    delivery_id TEXT NOT NULL,
+    webhook TEXT NOT NULL,
+    url TEXT NOT NULL,
+    status INTEGER,
+    error TEXT,
+    at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS digest_alerts (
     id INTEGER PRIMARY KEY,
     window_start REAL NOT NULL,
@@ -137,3 +146,15 @@ class SQLiteVerificationStore:
     def clear_digest(self, window_start: datetime) -> None:
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM digest_alerts WHERE window_start = ?", (_epoch(window_start),))
+
+    def log_delivery(self, delivery_id: str, webhook: str, url: str, status: int | None, error: str | None,
+                     at: datetime) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO webhook_deliveries (delivery_id, webhook, url, status, error, at) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", (delivery_id, webhook, url, status, error, _epoch(at)))
+
+    def deliveries(self, limit: int = 100) -> list[dict]:
+        rows = self.db.connection.execute("SELECT delivery_id, webhook, url, status, error, at FROM "
+                                          "webhook_deliveries ORDER BY id DESC LIMIT ?", (limit,))
+        return [{"delivery_id": d, "webhook": w, "url": u, "status": s, "error": e, "at": _moment(a)}
+                for d, w, u, s, e, a in rows]

@@ -9,8 +9,10 @@ from pathlib import Path
 import click
 
 from ..core import delegations
+from ..core.tally import RANKS
 from ..core.tokens import ROLES, create_token
-from ..protocol.keys import KeyPair
+from ..protocol.encoding import format_time
+from ..protocol.keys import KeyPair, parse_public_key
 from ..settings import Settings
 from ..wiring import build_node
 from .common import CommandError, print_json, refusals_to_exit
@@ -216,6 +218,61 @@ def token_create(role, label, **options) -> None:
     """Create a token; it is shown once and stored only as a hash."""
     node = build_node(settings_from(options))
     click.echo(create_token(node.tokens, role, label, node.clock.now()))
+
+
+@main.group()
+def reporter() -> None:
+    """How much this node trusts a reporter key."""
+
+
+@reporter.command("rank")
+@click.argument("key")
+@click.argument("rank", type=click.Choice([*RANKS, "default"]))
+@node_options
+@refusals_to_exit
+def reporter_rank(key, rank, **options) -> None:
+    """Set KEY's rank on this node (noc, trusted, anonymous, muted), or `default` to follow its credentials."""
+    parse_public_key(key)
+    build_node(settings_from(options)).reports.set_rank_override(key, None if rank == "default" else rank)
+    click.echo(f"{key}: {rank}")
+
+
+@main.group()
+def webhooks() -> None:
+    """Webhook deliveries."""
+
+
+@webhooks.command("log")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--json", "as_json", is_flag=True)
+@node_options
+@refusals_to_exit
+def webhooks_log(limit, as_json, **options) -> None:
+    """The latest delivery attempts, newest first."""
+    entries = build_node(settings_from(options)).verifications.deliveries(limit)
+    if as_json:
+        print_json([{**entry, "at": format_time(entry["at"])} for entry in entries])
+        return
+    for entry in entries:
+        outcome = entry["error"] or f"HTTP {entry['status']}"
+        click.echo(f"{format_time(entry['at'])}  {entry['webhook']:<16} {outcome:<28} {entry['delivery_id']}  "
+                   f"{entry['url']}")
+
+
+@main.group()
+def queue() -> None:
+    """The local job queue (verification scans, alerts, webhooks)."""
+
+
+@queue.command("status")
+@node_options
+@refusals_to_exit
+def queue_status(**options) -> None:
+    """Jobs by state, and the dead letters with their last error."""
+    jobs = build_node(settings_from(options)).queue
+    click.echo("  ".join(f"{state} {count}" for state, count in jobs.counts().items()))
+    for dead in jobs.dead_letters():
+        click.echo(f"dead {dead.job.job_id} {dead.job.kind} after {dead.job.attempts} tries: {dead.error}")
 
 
 @main.command()

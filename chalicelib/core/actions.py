@@ -1,9 +1,11 @@
 """Policy actions (block, webhook, ticket, alert) and alert delivery that folds a storm into a digest."""
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
+from ..protocol.encoding import format_time
 from .alerts import AlertThrottle, compose_alert, compose_digest, describe_action
 from .node import Node
 from .policy import Action
@@ -22,9 +24,9 @@ def run_actions(node: Node, actions: Sequence[Action], *, ip: str, category: str
             node.verifications.block(Block(ip, category, now + action.duration, f"{category} {verdict or 'reported'}",
                                            score))
         elif action.kind == "webhook":
-            node.queue.enqueue(WEBHOOK, {"webhook": action.webhook, "event": {
-                "ip": ip, "category": category, "verdict": verdict, "score": round(score, 4), "summary": summary,
-                "at": now.isoformat()}})
+            node.queue.enqueue(WEBHOOK, {"webhook": action.webhook, "delivery_id": uuid.uuid4().hex, "event": {
+                "event": f"case.{verdict or 'threshold'}", "ip": ip, "category": category, "verdict": verdict,
+                "score": round(score, 4), "summary": summary, "at": format_time(now)}})
     taken = [describe_action(action) for action in actions]
     for kind in ("ticket", "alert"):
         if any(action.kind == kind for action in actions):

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import actions, verification
+from . import actions, verification, webhooks
 from .node import Node
 
 HANDLERS: dict[str, Callable[[Node, dict], None]] = {
     verification.VERIFY: verification.verify,
     verification.THRESHOLD: verification.threshold_reached,
     actions.DIGEST: actions.send_digest,
+    actions.WEBHOOK: webhooks.deliver,
 }
 
 

@@ -1,12 +1,14 @@
 """A node: its key, its settings and the ports it works through, as the wiring function assembled them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from ..protocol.keys import KeyPair
 from ..settings import Settings
 from .policy import Policy
-from .ports import Clock, DelegationStore, JobQueue, Notifier, ReportStore, TokenStore, VerificationStore
+from .ports import (Clock, DelegationStore, JobQueue, Notifier, ReportStore, TokenStore, VerificationStore,
+                    WebhookSender)
 from .tally import TallyRules
 
 
@@ -23,6 +25,8 @@ class Node:
     policy: Policy
     clock: Clock
     tally: TallyRules
+    webhook_sender: WebhookSender | None = None     # None where no policy names a webhook
+    webhook_secrets: Mapping[str, str] = field(default_factory=dict)   # webhook name → shared secret
 
     @property
     def anchor(self) -> str:

@@ -230,5 +230,17 @@ class VerificationStore(Protocol):
 
     def held_for_digest(self, window_start: datetime) -> list[Alert]: ...
 
+    def log_delivery(self, delivery_id: str, webhook: str, url: str, status: int | None, error: str | None,
+                     at: datetime) -> None:
+        """Append one webhook delivery attempt to the log operators read."""
+
+    def deliveries(self, limit: int = 100) -> list[dict]:
+        """The latest delivery attempts, newest first."""
+
     def clear_digest(self, window_start: datetime) -> None:
         """Forget a window's held alerts once its digest went out (windows take no alerts after they end)."""
+
+
+class WebhookSender(Protocol):
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST body; the HTTP status, or an exception when the receiver could not be reached."""

@@ -1,0 +1,65 @@
+"""The operator's command line, run in process with click's runner against a node database."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from chalicelib.cli.netimmune import main
+from chalicelib.protocol.keys import KeyPair
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.setenv("NETIMMUNE_DB", str(tmp_path / "node.db"))
+    monkeypatch.setenv("NETIMMUNE_DEV_MODE", "1")
+    runner = CliRunner()
+
+    def invoke(*args, ok=True):
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        assert (result.exit_code == 0) == ok, result.output
+        return result.output
+
+    invoke("keys", "new")
+    return invoke
+
+
+def test_keys_show_prints_the_key_keys_new_made(run):
+    assert run("keys", "show").startswith("ed25519:")
+
+
+def test_grant_list_and_revoke_on_a_root(run):
+    child = KeyPair.generate().public
+    granted = json.loads(run("delegate", "grant", "127.0.0.0/8", "--holder", child, "--to", "http://127.0.0.2:8080"))
+    assert granted["chain"][-1] == granted["delegation"]
+    assert "127.0.0.0/8" in run("delegate", "list")
+    assert json.loads(run("delegate", "list", "--json"))["granted"][0]["holder"] == child
+    assert "revoked 127.0.0.0/8" in run("delegate", "revoke", "127.0.0.0/8")
+    assert "no delegation granted" in run("delegate", "revoke", "127.0.0.0/8", ok=False)
+
+
+def test_refusals_are_one_clear_line_not_a_trace(run):
+    output = run("delegate", "grant", "127.0.0.1/8", "--holder", KeyPair.generate().public, "--to",
+                 "http://127.0.0.2", ok=False)
+    assert output.startswith("error: ") and "Traceback" not in output
+
+
+def test_reporter_rank_sets_and_clears_an_override(run):
+    key = KeyPair.generate().public
+    assert run("reporter", "rank", key, "muted").strip() == f"{key}: muted"
+    assert run("reporter", "rank", key, "default").strip() == f"{key}: default"
+    assert "error" in run("reporter", "rank", "ed25519:nope", "noc", ok=False)
+
+
+def test_policy_check_prints_line_precise_problems_and_fails(run, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - prefix: 127.0.0.1/8\n    checks: [open-prxy]\n")
+    output = run("policy", "check", str(bad), ok=False)
+    assert f"{bad}:2:" in output and f"{bad}:3:" in output
+
+
+def test_token_queue_and_webhook_log_commands_answer(run):
+    assert run("token", "create", "--role", "appliance").startswith("nim_appliance_")
+    assert run("queue", "status").startswith("pending 0")
+    assert run("webhooks", "log") == ""

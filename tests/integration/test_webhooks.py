@@ -1,0 +1,114 @@
+"""Webhooks: signed, delivered from the queue with back-off, logged; a flaky receiver gets the event once."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from chalicelib.adapters.http_webhooks import HttpWebhookSender
+from chalicelib.core import jobs
+from chalicelib.core.actions import run_actions
+from chalicelib.core.policy import Action, parse_policy
+from chalicelib.core.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from chalicelib.protocol.keys import KeyPair
+from chalicelib.settings import Settings
+from chalicelib.wiring import build_node
+from tests.conftest import NOW, FixedClock
+
+
+class FlakyReceiver(BaseHTTPRequestHandler):
+    """Fails the first `failures` requests with 500, then accepts; keeps every request it saw."""
+
+    failures = 2
+    seen: list[tuple[dict, bytes, int]] = []
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        status = 500 if len(self.seen) < self.failures else 204
+        self.seen.append((dict(self.headers), body, status))
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def receiver():
+    FlakyReceiver.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyReceiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def node(tmp_path, receiver):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"webhooks:\n  noc:\n    url: {receiver}\n    secret_env: NOC_SECRET\n")
+    KeyPair.generate().save(tmp_path / "n.key")
+    built = build_node(Settings(db_path=tmp_path / "n.db", dev_mode=True, policy_path=policy), clock=FixedClock())
+    return dataclasses.replace(built, webhook_sender=HttpWebhookSender(timeout=5),
+                               webhook_secrets={"noc": "s3cret"})
+
+
+def drain(node, rounds=10):
+    """Lease and run due jobs, giving failures back to the queue as the worker does; the clock jumps ahead."""
+    for _ in range(rounds):
+        for job in node.queue.lease("test", 10, 60, node.clock.now()):
+            try:
+                jobs.handle(node, {"kind": job.kind, "payload": job.payload, "job_id": job.job_id})
+                node.queue.complete(job.job_id)
+            except Exception as exc:  # as the worker does: back to the queue with back-off
+                node.queue.retry(job.job_id, str(exc), node.clock.now())
+        node.clock.moment += timedelta(minutes=5)
+
+
+def test_a_receiver_that_fails_twice_gets_the_event_once_with_a_valid_signature(node):
+    run_actions(node, [Action("webhook", webhook="noc")], ip="127.0.0.5", category="open-proxy", score=3.0,
+                verdict="confirmed", summary="canary fetched")
+    drain(node)
+    statuses = [status for _, _, status in FlakyReceiver.seen]
+    assert statuses == [500, 500, 204]
+    headers, body, _ = FlakyReceiver.seen[-1]
+    assert verify_signature("s3cret", headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
+    event = json.loads(body)
+    assert (event["event"], event["ip"], event["category"], event["node"]) == (
+        "case.confirmed", "127.0.0.5", "open-proxy", node.key.public)
+    assert len({h["X-Netimmune-Delivery"] for h, _, _ in FlakyReceiver.seen}) == 1   # the same delivery, retried
+    assert node.queue.counts()["done"] == 1
+    log = node.verifications.deliveries()
+    assert [(entry["status"], entry["error"]) for entry in reversed(log)] == [(500, "HTTP 500"), (500, "HTTP 500"),
+                                                                             (204, None)]
+
+
+def test_a_wrong_secret_does_not_verify(node):
+    run_actions(node, [Action("webhook", webhook="noc")], ip="127.0.0.5", category="spam", score=1.0,
+                verdict=None, summary="")
+    FlakyReceiver.failures = 0
+    try:
+        drain(node, rounds=1)
+    finally:
+        FlakyReceiver.failures = 2
+    headers, body, _ = FlakyReceiver.seen[-1]
+    assert not verify_signature("guess", headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
+
+
+def test_a_missing_secret_is_logged_and_retried_not_sent_unsigned(node):
+    unsigned = dataclasses.replace(node, webhook_secrets={})
+    run_actions(unsigned, [Action("webhook", webhook="noc")], ip="127.0.0.5", category="spam", score=1.0,
+                verdict=None, summary="")
+    drain(unsigned, rounds=1)
+    assert FlakyReceiver.seen == []
+    assert "NOC_SECRET is not set" in unsigned.verifications.deliveries()[0]["error"]
+
+
+def test_webhook_names_must_exist_in_the_policy():
+    with pytest.raises(ValueError, match="not defined|unknown webhook"):
+        parse_policy("rules:\n  - prefix: 127.0.0.0/8\n    on_confirmed: [webhook: nope]\n")
