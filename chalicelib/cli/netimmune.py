@@ -275,6 +275,32 @@ def queue_status(**options) -> None:
         click.echo(f"dead {dead.job.job_id} {dead.job.kind} after {dead.job.attempts} tries: {dead.error}")
 
 
+@main.group()
+def case() -> None:
+    """Cases this node holds."""
+
+
+@case.command("export")
+@click.argument("ip")
+@click.option("--category", help="only this category (default: every case of the address)")
+@click.option("--org", help="your organisation, as the X-ARF sender (default: the first reporter)")
+@click.option("--contact", help="your abuse contact address, as the X-ARF sender")
+@node_options
+@refusals_to_exit
+def case_export(ip, category, org, contact, **options) -> None:
+    """Print a case as X-ARF v4 JSON, to pass on to tools that speak X-ARF (an array for several)."""
+    from ..core.cases import cases_for
+    from ..protocol.xarf import export_case
+
+    sender = {"org": org or "", "contact": contact or "", "domain": (contact or "@").split("@")[-1]} \
+        if org or contact else None
+    found = [c for c in cases_for(build_node(settings_from(options)), ip) if category in (None, c["category"])]
+    if not found:
+        raise CommandError(f"no {category} case for {ip}")
+    documents = [export_case(c, [r["report"] for r in c["evidence_reports"]], sender=sender) for c in found]
+    print_json(documents[0] if len(documents) == 1 else documents)
+
+
 @main.command()
 def demo() -> None:
     """Run the whole story on loopback: referral, signed reports, verification, block, alert."""

@@ -63,3 +63,28 @@ def test_token_queue_and_webhook_log_commands_answer(run):
     assert run("token", "create", "--role", "appliance").startswith("nim_appliance_")
     assert run("queue", "status").startswith("pending 0")
     assert run("webhooks", "log") == ""
+
+
+def test_case_export_prints_x_arf_for_a_stored_case(run, tmp_path, root_key):
+    from chalicelib.core import intake
+    from chalicelib.core.delegations import install
+    from chalicelib.protocol.categories import by_slug
+    from chalicelib.protocol.report import Evidence, build_report, sign_envelope
+    from chalicelib.settings import Settings
+    from chalicelib.wiring import build_node
+    from tests.conftest import delegate
+
+    node = build_node(Settings(db_path=tmp_path / "node.db", dev_mode=True, trust_anchor=root_key.public))
+    install(node, [delegate(root_key, "127.0.0.0/16", node.key).document])
+    body = build_report(by_slug("spam"), "127.0.0.5", {"org": "Example CERT", "contact": "cert@example.net",
+                                                       "domain": "example.net"}, node.clock.now(),
+                        evidence=(Evidence("message/rfc822", b"Subject: buy now\n\nspam"),))
+    assert intake.submit(node, [sign_envelope(body, KeyPair.generate())])[0].status == 202
+    document = json.loads(run("case", "export", "127.0.0.5", "--anchor", root_key.public,
+                              "--org", "Example ISP", "--contact", "abuse@isp.example"))
+    assert (document["source_identifier"], document["category"], document["type"]) == ("127.0.0.5", "messaging",
+                                                                                       "spam")
+    assert document["sender"]["org"] == "Example ISP" and document["reporter"]["org"] == "Example CERT"
+    assert "no case for 127.0.0.6" in run("case", "export", "127.0.0.6", "--anchor", root_key.public, ok=False)
+    assert "no ddos case for 127.0.0.5" in run("case", "export", "127.0.0.5", "--category", "ddos", "--anchor",
+                                               root_key.public, ok=False)
