@@ -29,7 +29,12 @@ debian:
 demo: $(STAMP)
 	$(BIN)/netimmune demo
 
-test: $(STAMP) debian
+# dynalite: a DynamoDB-compatible server on loopback for the store contract tests
+DYNALITE := tests/contract/dynalite/node_modules/.package-lock.json
+$(DYNALITE): tests/contract/dynalite/package.json tests/contract/dynalite/package-lock.json
+	cd tests/contract/dynalite && npm ci --no-audit --no-fund --no-update-notifier
+
+test: $(STAMP) debian $(DYNALITE)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

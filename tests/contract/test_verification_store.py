@@ -93,3 +93,14 @@ def test_alert_counts_and_digests_are_per_window(verification_store):
     assert verification_store.held_for_digest(NOW) == [alert, alert]
     verification_store.clear_digest(NOW)
     assert verification_store.held_for_digest(NOW) == []
+
+
+def test_webhook_deliveries_are_logged_newest_first(verification_store):
+    verification_store.log_delivery("d1", "noc", "http://127.0.0.1:9/hook", None, "ConnectError: refused", NOW)
+    verification_store.log_delivery("d1", "noc", "http://127.0.0.1:9/hook", 500, "HTTP 500", NOW + timedelta(minutes=1))
+    verification_store.log_delivery("d1", "noc", "http://127.0.0.1:9/hook", 204, None, NOW + timedelta(minutes=5))
+    log = verification_store.deliveries()
+    assert [(e["status"], e["error"], e["at"]) for e in log] == [
+        (204, None, NOW + timedelta(minutes=5)), (500, "HTTP 500", NOW + timedelta(minutes=1)),
+        (None, "ConnectError: refused", NOW)]
+    assert [e["status"] for e in verification_store.deliveries(limit=1)] == [204]

@@ -1,0 +1,107 @@
+"""What the DynamoDB adapters promise beyond the shared contracts, counted request by request: a referral
+is one request however many delegations there are, and writes cut short by a crash converge on retry."""
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from chalicelib.core.ports import Outcome, Role
+from chalicelib.protocol.keys import KeyPair
+from tests.conftest import NOW, delegate
+from tests.contract.conftest import make_dynamodb_stores
+from tests.contract.test_report_store import DAY, record
+
+PARENT = KeyPair.from_seed(b"\x01" * 32)
+NODE = KeyPair.from_seed(b"\x02" * 32)
+CHILD = KeyPair.from_seed(b"\x03" * 32)
+HELD = ("127.0.0.0/8", "2001:db8::/32")
+EVERY_CALL = "before-call.dynamodb.*"
+
+
+class Crash(Exception):
+    """The process died before this request left."""
+
+
+@contextmanager
+def requests_sent(client, crash_at: int | None = None) -> Iterator[list[str]]:
+    """The operations the client sends inside the block; with crash_at, that request fails instead."""
+    sent: list[str] = []
+
+    def note(model, **_):
+        if len(sent) == crash_at:
+            raise Crash(model.name)
+        sent.append(model.name)
+
+    client.meta.events.register(EVERY_CALL, note)
+    try:
+        yield sent
+    finally:
+        client.meta.events.unregister(EVERY_CALL, note)
+
+
+def children(held: str, count: int) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """`count` disjoint children at the start of held, of every length that fits, so many lengths are in use;
+    the end of held stays the node's own."""
+    network = ipaddress.ip_network(held)
+    step_bits = (network.num_addresses // count).bit_length() - 1
+    lengths = range(network.max_prefixlen - step_bits, min(network.max_prefixlen, 64) + 1)
+    first = int(network.network_address)
+    return [ipaddress.ip_network((first + (index << step_bits), lengths[index % len(lengths)]))
+            for index in range(count)]
+
+
+@pytest.mark.parametrize("delegations", [20, 1000])
+def test_a_referral_is_one_batch_get_whatever_the_number_of_delegations(dynamodb_client, delegations):
+    store = make_dynamodb_stores(dynamodb_client)[0]
+    granted = {}
+    for held in HELD:
+        parent = delegate(PARENT, held, NODE)
+        store.save_delegations(Role.HELD, [parent], [[parent.document]])
+        granted[held] = children(held, delegations // 2)
+        store.save_delegations(Role.GRANTED, [delegate(NODE, str(p), CHILD) for p in granted[held]])
+    store.longest_match(ipaddress.ip_address("127.0.0.1"))  # warm-up: the first lookup reads the lengths in use
+
+    for held in HELD:
+        child = granted[held][1]
+        with requests_sent(dynamodb_client) as sent:
+            referral = store.longest_match(child.broadcast_address)
+        assert sent == ["BatchGetItem"]
+        assert (referral.role, referral.delegation.prefix) == (Role.GRANTED, child)
+        assert [link["delegation"]["prefix"] for link in referral.chain] == [held, str(child)]
+        with requests_sent(dynamodb_client) as sent:
+            own = store.longest_match(ipaddress.ip_network(held).broadcast_address)
+        assert sent == ["BatchGetItem"]
+        assert (own.role, str(own.delegation.prefix)) == (Role.HELD, held)
+
+
+# A new report is 7 requests: the report, the case, the contribution's window, its count, the case's list,
+# `counted`, and the count's guard. A crash before any of the last six leaves the report stored.
+@pytest.mark.parametrize("crash_at", range(1, 7))
+def test_a_report_cut_short_by_a_crash_is_counted_once_by_its_retry(dynamodb_client, crash_at):
+    _, _, reports, _ = make_dynamodb_stores(dynamodb_client)
+    with pytest.raises(Crash), requests_sent(dynamodb_client, crash_at):
+        reports.record_reports([record("r1")], DAY)
+    for _ in range(2):
+        assert reports.record_reports([record("r1")], DAY) == [(Outcome.DUPLICATE, '{"report_id": "r1"}')]
+    case = reports.get_case("127.0.0.5", "spam")
+    assert (case.reports, case.contributions[0].reports, case.contributions[0].counted_at) == (1, 1, NOW)
+    assert [r.report_id for r in reports.case_reports("127.0.0.5", "spam")] == ["r1"]
+    reports.record_reports([record("r2")], DAY)
+    assert reports.get_case("127.0.0.5", "spam").contributions[0].reports == 2
+
+
+# Recording is 6 requests here: the result, the case's reporters, the reputation's read and write, the
+# case, `applied`. A crash before the case leaves the reputation scaled once and the case to be moved.
+def test_a_verification_cut_short_moves_its_case_when_read_and_scales_reputation_once(dynamodb_client):
+    _, _, reports, verifications = make_dynamodb_stores(dynamodb_client)
+    reports.record_reports([record()], DAY)
+    with pytest.raises(Crash), requests_sent(dynamodb_client, crash_at=4):
+        verifications.record_verification("v1", "127.0.0.5", "spam", "confirmed", {"verdict": "confirmed"}, 1.25, NOW)
+    assert verifications.verification("v1")["verdict"] == "confirmed"
+    assert not verifications.record_verification("v1", "127.0.0.5", "spam", "confirmed", {}, 1.25, NOW)
+    case = reports.get_case("127.0.0.5", "spam")
+    assert (case.status, case.verification, case.contributions[0].reputation) == (
+        "confirmed", {"verdict": "confirmed"}, 1.25)
