@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from http import HTTPStatus
 from urllib.parse import quote
 
@@ -12,6 +13,24 @@ from chalice.local import LocalGateway, LocalGatewayException
 
 MAX_BODY = 17 * 1024 * 1024
 PEER_HEADER = "x-netimmune-peer"
+
+
+class ThreadSafeChalice(Chalice):
+    """Chalice keeps the request being handled on the app object; under a threaded WSGI server each
+    thread must see its own, or a POST may read another request's body. Lambda runs one at a time,
+    where this changes nothing."""
+
+    def __init__(self, *args, **kwargs):
+        self.__dict__["_per_thread"] = threading.local()
+        super().__init__(*args, **kwargs)
+
+    def _thread_value(name):  # noqa: N805 (builds the two properties below)
+        return property(lambda self: getattr(self._per_thread, name, None),
+                        lambda self, value: setattr(self._per_thread, name, value))
+
+    current_request = _thread_value("current_request")
+    lambda_context = _thread_value("lambda_context")
+    del _thread_value
 
 
 def _error(status: int, code: str, message: str) -> tuple[int, dict, bytes]:

@@ -26,8 +26,8 @@ class StaleDelegation(ValueError):
 class DelegationMatch:
     """A stored delegation as the longest-prefix match found it: raw JSON, parsed only when needed.
 
-    `parent_chain_json` is the chain of the held delegation above a granted one ("[]" on a root), so
-    a referral presents the whole chain from the trust anchor down to the child.
+    `chain_json` is a held delegation's own chain, or for a granted one the chain of the held delegation
+    above it ("[]" on a root), so a referral presents the whole chain from the trust anchor to the child.
     """
 
     role: Role
@@ -41,8 +41,20 @@ class DelegationMatch:
     @property
     def chain(self) -> list[dict]:
         """The chain from the trust anchor to this delegation inclusive."""
-        chain = json.loads(self.chain_json)
-        return chain if self.role is Role.HELD else [*chain, json.loads(self.document_json)]
+        return json.loads(self.chain_text)
+
+    @property
+    def chain_text(self) -> str:
+        """The same chain as JSON text, spliced from the stored text: a referral is rendered unparsed."""
+        if self.role is Role.HELD:
+            return self.chain_json
+        parent = self.chain_json.strip()
+        return f"[{self.document_json}]" if parent == "[]" else f"{parent[:-1]},{self.document_json}]"
+
+    @cached_property
+    def fields(self) -> dict:
+        """The signed delegation's fields, without validating them (the document was checked when stored)."""
+        return json.loads(self.document_json)["delegation"]
 
 
 class DelegationStore(Protocol):

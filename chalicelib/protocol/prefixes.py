@@ -93,14 +93,23 @@ SPECIAL_PURPOSE: tuple[tuple[IPNetwork, str], ...] = tuple(
 )
 
 
+# The same ranges as integer bounds, checked on every refer and report: a few comparisons, no objects.
+_SPECIAL_BOUNDS = tuple((reserved.version, int(reserved.network_address), int(reserved.broadcast_address), name)
+                        for reserved, name in SPECIAL_PURPOSE)
+
+
 def special_purpose(target: IPAddress | IPNetwork) -> str | None:
     """The registry name of the special-purpose range holding `target`, or None for global unicast space.
 
     A prefix counts only when it lies wholly inside a special range: 192.0.0.0/8 is ordinary space that
     happens to contain documentation /24s.
     """
-    network = target if isinstance(target, (IPv4Network, IPv6Network)) else ipaddress.ip_network(target)
-    for reserved, name in SPECIAL_PURPOSE:
-        if contains(reserved, network):
+    if isinstance(target, (IPv4Network, IPv6Network)):
+        version, first, last = target.version, int(target.network_address), int(target.broadcast_address)
+    else:
+        version, first = target.version, int(target)
+        last = first
+    for reserved_version, low, high, name in _SPECIAL_BOUNDS:
+        if reserved_version == version and low <= first and last <= high:
             return name
     return None

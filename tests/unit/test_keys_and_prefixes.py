@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from chalicelib.protocol.keys import InvalidKey, KeyPair, parse_public_key
-from chalicelib.protocol.prefixes import AddressError, parse_ip, parse_prefix, special_purpose
+from chalicelib.protocol.prefixes import SPECIAL_PURPOSE, AddressError, parse_ip, parse_prefix, special_purpose
 from chalicelib.protocol.signing import sign_object, signature_problem
 
 
@@ -81,3 +81,17 @@ def test_special_purpose_addresses_are_named(text, name):
 def test_global_space_is_not_special(text):
     target = parse_prefix(text) if "/" in text else parse_ip(text)
     assert special_purpose(target) is None
+
+
+BOUNDARIES = [address for network, _ in SPECIAL_PURPOSE
+              for address in (network.network_address - 1 if int(network.network_address) else None,
+                              network.network_address, network.broadcast_address,
+                              network.broadcast_address + 1 if int(network.broadcast_address) < (
+                                  1 << network.max_prefixlen) - 1 else None) if address is not None]
+
+
+@pytest.mark.parametrize("address", BOUNDARIES, ids=str)
+def test_special_purpose_agrees_with_ipaddress_containment_at_every_range_edge(address):
+    expected = next((name for network, name in SPECIAL_PURPOSE
+                     if network.version == address.version and address in network), None)
+    assert special_purpose(address) == expected
