@@ -1,6 +1,7 @@
 """`report`: find who runs an address through the referral tree and tell them, signed.
 
     report --open-proxy 198.51.100.7 < squid-access.log
+    report --bulk abuseipdb-bulk-report.csv
     report init --root-url URL --root-key KEY --org "Example" --contact abuse@example.net
     report status REPORT_ID
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from ..client.bulk import BulkError, BulkImport
 from ..client.config import ConfigError, ReporterConfig, config_dir
 from ..client.resolver import Resolution, Resolver
 from ..client.submitter import DeliveryError, Submitter
@@ -97,9 +99,26 @@ def category_flags(func):
     return func
 
 
+def bulk_options(func):
+    options = [
+        click.option("--bulk", "bulk_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="report every line of an AbuseIPDB bulk-report CSV (IP,Categories,ReportDate,Comment) "
+                          "to its owner; run it again to resume an interrupted import"),
+        click.option("--state", "state_file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="with --bulk: where progress is kept [default: FILE.state.json]"),
+        click.option("--batch-size", type=click.IntRange(1, 1000), default=500, show_default=True,
+                     help="with --bulk: reports per request"),
+        click.option("--max-wait", type=click.IntRange(0), default=300, show_default=True,
+                     help="with --bulk: seconds to wait for one rate-limited owner before stopping"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @click.command(context_settings=CONTEXT)
 @category_flags
-@click.argument("ip")
+@click.argument("ip", required=False)
 @click.option("--port", type=click.IntRange(0, 65535), help="source port of the abuse")
 @click.option("--comment", help="a sentence for the owner")
 @click.option("--time", "observed", help="when the abuse was observed (RFC 3339 UTC; default now)")
@@ -110,9 +129,19 @@ def category_flags(func):
 @click.option("--root-url", envvar="NETIMMUNE_ROOT_URL", help="override the configured root URL")
 @click.option("--root-key", envvar="NETIMMUNE_ROOT_KEY", help="override the configured root key")
 @config_option
+@bulk_options
 def send(category, ip, port, comment, observed, evidence_files, dry_run, as_json, root_url, root_key,
-         config_path) -> None:
+         config_path, bulk_file, state_file, batch_size, max_wait) -> None:
     """Report an abusive IP address to whoever runs its address space."""
+    if bulk_file is not None:
+        if ip or category or dry_run:
+            raise CommandError("with --bulk the CSV names every address and category: give no IP, category "
+                               "or --dry-run")
+        config = load_config(config_path)
+        submitter = Submitter(Resolver(root_url or config.root_url, root_key or config.root_key))
+        return send_bulk(submitter, config, bulk_file, state_file, batch_size, max_wait, as_json)
+    if ip is None:
+        raise CommandError("which address? give an IP, or --bulk FILE (see report --help)")
     config = None if dry_run and root_url and root_key else load_config(config_path)
     resolver = Resolver(root_url or config.root_url, root_key or config.root_key)
     try:
@@ -147,6 +176,39 @@ def send(category, ip, port, comment, observed, evidence_files, dry_run, as_json
                    f"counted as {delivery.answer.get('rank', 'anonymous')}")
         if delivery.answer.get("credentials_ignored"):
             click.echo(f"warning: credentials not accepted: {delivery.answer['credentials_ignored']}", err=True)
+
+
+def send_bulk(submitter: Submitter, config: ReporterConfig, csv_path: Path, state_path: Path | None,
+              batch_size: int, max_wait: int, as_json: bool) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    state_path = state_path or csv_path.with_name(csv_path.name + ".state.json")
+    try:
+        key = KeyPair.load(config.key_file)
+        credentials = config.credentials()
+    except (ValueError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task(csv_path.name, total=None)
+
+        def show(done: int, total: int, phase: str) -> None:
+            progress.update(task, completed=done, total=total, description=f"{phase} {csv_path.name}")
+
+        importer = BulkImport(submitter, key, config.reporter, credentials, batch_size=batch_size,
+                              max_wait=max_wait, on_progress=show)
+        try:
+            summary = importer.run(csv_path, state_path)
+        except (BulkError, OSError) as exc:
+            raise CommandError(str(exc)) from None
+        except KeyboardInterrupt:
+            raise CommandError(f"interrupted; run the same command again to resume from {state_path}") from None
+    if as_json:
+        print_json(summary.to_json())
+    else:
+        for line in summary.lines():
+            click.echo(line)
 
 
 def fail(error: DeliveryError, as_json: bool):

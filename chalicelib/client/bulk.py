@@ -1,0 +1,406 @@
+"""`report --bulk`: an AbuseIPDB bulk-report CSV, delivered to the owners of its addresses exactly once.
+
+The CSV is the one AbuseIPDB's bulk-report takes (`IP,Categories,ReportDate,Comment`, categories as
+AbuseIPDB ids). It is read in chunks: every row's ids map through the category table, every address
+is resolved through the referral tree (the resolver caches referrals, so a chunk costs about one
+lookup per distinct address), and the rows are grouped by owner and posted in batches.
+
+Exactly once, across interruptions:
+- a row's report_id is a UUID derived from the reporter key and the row itself, so a row sent again
+  after a crash carries the same id and its owner answers 200 duplicate instead of storing it twice;
+- a state file, replaced atomically after every batch, records the line before which everything is
+  handled and, within the chunk in progress, the last line each owner has handled. A rerun with the
+  same state resumes there.
+
+No row is dropped silently: those not delivered (unparseable, unowned, unresolvable, refused by their
+owner) go to an "unsent" CSV beside the state with the reason; the unowned ones are the input for
+finding an abuse contact another way (the registry's RDAP record).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from itertools import islice
+from pathlib import Path
+
+from ..protocol.categories import Category, from_abuseipdb_ids
+from ..protocol.keys import KeyPair
+from ..protocol.prefixes import AddressError, parse_ip
+from ..protocol.report import build_report, sign_envelope
+from .resolver import Failure, ResolutionError
+from .submitter import DeliveryError, Submitter
+
+COLUMNS = ("IP", "Categories", "ReportDate", "Comment")
+ROW_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://netimmune.invalid/report/bulk")
+STATE_VERSION = 1
+MAX_SINGLE_WAIT = 60          # nodes count rates per minute: no wait needs to be longer
+UNREACHABLE_RETRIES = 3
+RESUME = "run the same command again to resume"
+DELIVERED, DUPLICATE, REJECTED, UNOWNED, UNRESOLVED, UNPARSEABLE = (
+    "delivered", "duplicate", "rejected", "unowned", "unresolved", "unparseable")
+OUTCOMES = (DELIVERED, DUPLICATE, REJECTED, UNOWNED, UNRESOLVED, UNPARSEABLE)
+NOT_DELIVERED = (REJECTED, UNOWNED, UNRESOLVED, UNPARSEABLE)
+
+
+class BulkError(Exception):
+    """The import cannot go on (a changed file, an owner that stays unreachable or rate-limited);
+    what was handled is in the state file, and the same command resumes after the cause is gone."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One CSV record; `problem` (code, message) when it cannot become a report."""
+
+    line: int                            # the line the record starts on
+    values: tuple[str, str, str, str]    # IP, Categories, ReportDate, Comment as written
+    report_id: str
+    category: Category | None = None
+    observed: datetime | None = None
+    problem: tuple[str, str] | None = None
+
+    @property
+    def ip(self) -> str:
+        return self.values[0]
+
+    @property
+    def comment(self) -> str | None:
+        return self.values[3] or None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str                  # one of OUTCOMES
+    reason: str | None = None  # a stable code for the summary (timestamp_too_old, bad_ip, …)
+    message: str = ""          # the full explanation, for the unsent file
+
+
+def batches(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def row_id(reporter_key: str, occurrence: int, values: Sequence[str]) -> str:
+    """The same row of the same reporter always gets the same id; `occurrence` tells identical rows apart."""
+    return str(uuid.uuid5(ROW_NAMESPACE, "\x1e".join((reporter_key, str(occurrence), *values))))
+
+
+def parse_row(line: int, values: tuple[str, str, str, str], report_id: str) -> Row:
+    ip_text, categories, date, _ = values
+    try:
+        parse_ip(ip_text)
+    except AddressError as exc:
+        return Row(line, values, report_id, problem=("bad_ip", str(exc)))
+    try:
+        ids = [int(part) for part in categories.split(",") if part.strip()]
+    except ValueError:
+        return Row(line, values, report_id, problem=("bad_categories", f"Categories {categories!r} are not "
+                                                     "comma-separated AbuseIPDB ids"))
+    category = from_abuseipdb_ids(ids)
+    if category is None:
+        return Row(line, values, report_id, problem=("no_category", f"AbuseIPDB categories {categories!r} "
+                                                     "name nothing netimmune reports (see report --help)"))
+    try:
+        observed = datetime.fromisoformat(date)
+    except ValueError:
+        return Row(line, values, report_id, problem=("bad_date", f"ReportDate {date!r} is not ISO 8601"))
+    if observed.tzinfo is None:
+        observed = observed.replace(tzinfo=timezone.utc)
+    return Row(line, values, report_id, category, observed.astimezone(timezone.utc))
+
+
+def read_rows(lines: Iterable[str], reporter_key: str) -> Iterator[Row]:
+    """Every record of the CSV, parsed; a header row (first cell `IP`) picks the columns by name."""
+    reader = csv.reader(lines)
+    columns: tuple[int | None, ...] | None = None
+    seen: Counter = Counter()
+    start = 1
+    for record in reader:
+        line, start = start, reader.line_num + 1
+        if columns is None:
+            columns = header_columns(record)
+            if columns is not None:
+                continue
+            columns = tuple(range(len(COLUMNS)))
+        if not any(cell.strip() for cell in record):
+            continue
+        values = tuple(record[i].strip() if i is not None and i < len(record) else "" for i in columns)
+        seen[values] += 1
+        yield parse_row(line, values, row_id(reporter_key, seen[values], values))
+
+
+def header_columns(record: list[str]) -> tuple[int | None, ...] | None:
+    names = [cell.strip().lower() for cell in record]
+    if not names or names[0] != "ip":
+        return None
+    if "categories" not in names:
+        raise BulkError("the CSV header has no Categories column (expected IP,Categories,ReportDate,Comment)")
+    return tuple(names.index(c.lower()) if c.lower() in names else None for c in COLUMNS)
+
+
+def classify(status: int, answer: dict) -> Outcome:
+    """One owner's answer to one report."""
+    if status == 202:
+        return Outcome(DELIVERED)
+    if status == 200:
+        return Outcome(DUPLICATE)
+    error = answer.get("error", {}) if isinstance(answer, dict) else {}
+    return Outcome(REJECTED, error.get("code") or f"http_{status}", error.get("message", ""))
+
+
+@dataclass
+class ImportState:
+    """What a resumed import needs; saved as JSON after every batch."""
+
+    source: str                                            # sha256 of the CSV
+    handled_through: int = 0                               # every line up to this one is handled
+    owners: dict[str, int] = field(default_factory=dict)   # past it: owner endpoint → last line handled
+    unsent_bytes: int = 0                                  # how much of the unsent file is accounted for
+    counts: Counter = field(default_factory=Counter)
+    reasons: dict[str, Counter] = field(default_factory=dict)
+    finished: bool = False
+
+    def count(self, outcome: Outcome) -> None:
+        self.counts[outcome.kind] += 1
+        if outcome.reason:
+            self.reasons.setdefault(outcome.kind, Counter())[outcome.reason] += 1
+
+    @property
+    def handled(self) -> int:
+        return sum(self.counts.values())
+
+    def to_json(self) -> dict:
+        return {"version": STATE_VERSION, "source": self.source, "handled_through": self.handled_through,
+                "owners": self.owners, "unsent_bytes": self.unsent_bytes, "counts": dict(self.counts),
+                "reasons": {k: dict(v) for k, v in self.reasons.items()}, "finished": self.finished}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> ImportState:
+        if doc.get("version") != STATE_VERSION:
+            raise ValueError(f"state version {doc.get('version')!r} is not {STATE_VERSION}")
+        return cls(doc["source"], doc["handled_through"], dict(doc["owners"]), doc["unsent_bytes"],
+                   Counter(doc["counts"]), {k: Counter(v) for k, v in doc["reasons"].items()}, doc["finished"])
+
+    def save(self, path: Path) -> None:
+        """Write a sibling file, flush it to disk, rename it over the old one: never half a state."""
+        temporary = path.with_name(path.name + ".tmp")
+        with temporary.open("w") as out:
+            json.dump(self.to_json(), out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+
+
+@dataclass(frozen=True)
+class Summary:
+    counts: dict[str, int]
+    reasons: dict[str, dict[str, int]]
+    unsent_file: Path
+    total: int
+
+    def to_json(self) -> dict:
+        return {"total": self.total, **{kind: self.counts.get(kind, 0) for kind in OUTCOMES},
+                "reasons": self.reasons, "unsent_file": str(self.unsent_file)}
+
+    def lines(self) -> list[str]:
+        out = [f"{self.total} lines: " + ", ".join(f"{self.counts.get(kind, 0)} {kind}" for kind in OUTCOMES)]
+        for kind, reasons in self.reasons.items():
+            out.append(f"  {kind}: " + ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items())))
+        if any(self.counts.get(kind) for kind in NOT_DELIVERED):
+            out.append(f"lines not delivered, with the reason: {self.unsent_file}")
+        return out
+
+
+class UnsentFile:
+    """The rows not delivered, as CSV with their line and reason. On resume it is cut back to what the
+    state accounts for, so rows of an interrupted batch are listed once."""
+
+    def __init__(self, path: Path, accounted: int):
+        self.path = path
+        self.file = path.open("a+", newline="")
+        self.file.truncate(min(accounted, self.file.tell()))
+        self.writer = csv.writer(self.file)
+        if self.file.seek(0, os.SEEK_END) == 0:
+            self.writer.writerow(("Line", "Outcome", "Reason", *COLUMNS))
+
+    def add(self, row: Row, outcome: Outcome) -> None:
+        self.writer.writerow((row.line, outcome.kind, outcome.message or outcome.reason, *row.values))
+
+    def sync(self) -> int:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        return self.file.tell()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def unsent_path(state_path: Path) -> Path:
+    return state_path.with_name(state_path.name.removesuffix(".json").removesuffix(".state") + ".unsent.csv")
+
+
+def file_digest(path: Path) -> str:
+    with path.open("rb") as source:
+        return hashlib.file_digest(source, "sha256").hexdigest()
+
+
+class BulkImport:
+    def __init__(self, submitter: Submitter, key: KeyPair, reporter: dict, credentials: list | None = None, *,
+                 batch_size: int = 500, chunk_size: int = 5000, max_wait: float = 300.0,
+                 sleep: Callable[[float], None] = time.sleep,
+                 on_progress: Callable[[int, int, str], None] = lambda done, total, phase: None):
+        if not 1 <= batch_size <= 1000:
+            raise ValueError("a batch holds 1 to 1,000 reports")
+        self.submitter = submitter
+        self.key = key
+        self.reporter = reporter
+        self.credentials = credentials or []
+        self.batch_size = batch_size
+        self.chunk_size = chunk_size
+        self.max_wait = max_wait
+        self.sleep = sleep
+        self.on_progress = on_progress
+
+    def run(self, csv_path: Path, state_path: Path) -> Summary:
+        state = self._load_state(state_path, file_digest(csv_path))
+        total = sum(1 for _ in self._rows(csv_path))
+        unsent = UnsentFile(unsent_path(state_path), state.unsent_bytes)
+        state.save(state_path)
+        try:
+            self.on_progress(state.handled, total, "delivering")
+            if not state.finished:
+                rows = (row for row in self._rows(csv_path) if row.line > state.handled_through)
+                for chunk in batches(rows, self.chunk_size):
+                    self._chunk(chunk, state, state_path, unsent, total)
+                state.finished = True
+                state.save(state_path)
+        finally:
+            unsent.close()
+        return Summary(dict(state.counts), {k: dict(v) for k, v in state.reasons.items()}, unsent.path, total)
+
+    def _rows(self, csv_path: Path) -> Iterator[Row]:
+        with csv_path.open(newline="", encoding="utf-8-sig") as source:
+            yield from read_rows(source, self.key.public)
+
+    @staticmethod
+    def _load_state(path: Path, digest: str) -> ImportState:
+        if not path.exists():
+            return ImportState(digest)
+        try:
+            state = ImportState.from_json(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BulkError(f"{path} is not a state file of report --bulk: {exc}") from None
+        if state.source != digest:
+            raise BulkError(f"the CSV changed since {path} was written; remove that state file to import it "
+                            "afresh (rows already delivered are then answered as duplicates)")
+        return state
+
+    def _chunk(self, chunk: Sequence[Row], state: ImportState, state_path: Path, unsent: UnsentFile,
+               total: int) -> None:
+        self.on_progress(state.handled, total, "finding owners")
+        groups: dict[str, list[Row]] = {}
+        leftovers: list[tuple[Row, Outcome]] = []
+        for row in chunk:
+            endpoint, outcome = self._owner(row)
+            if outcome is not None:
+                leftovers.append((row, outcome))
+            else:
+                groups.setdefault(endpoint, []).append(row)
+        self.on_progress(state.handled, total, "delivering")
+        for endpoint, rows in groups.items():
+            pending = [row for row in rows if row.line > state.owners.get(endpoint, 0)]
+            for batch in batches(pending, self.batch_size):
+                for row, outcome in zip(batch, self._deliver(endpoint, batch)):
+                    state.count(outcome)
+                    if outcome.kind in NOT_DELIVERED:
+                        unsent.add(row, outcome)
+                state.owners[endpoint] = batch[-1].line
+                state.unsent_bytes = unsent.sync()
+                state.save(state_path)
+                self.on_progress(state.handled, total, "delivering")
+        for row, outcome in leftovers:
+            state.count(outcome)
+            unsent.add(row, outcome)
+        state.handled_through = chunk[-1].line
+        state.owners = {e: line for e, line in state.owners.items() if line > state.handled_through}
+        state.unsent_bytes = unsent.sync()
+        state.save(state_path)
+        self.on_progress(state.handled, total, "delivering")
+
+    def _owner(self, row: Row) -> tuple[str | None, Outcome | None]:
+        if row.problem:
+            return None, Outcome(UNPARSEABLE, *row.problem)
+        try:
+            resolution = self.submitter.resolver.resolve(row.ip)
+        except ResolutionError as exc:
+            if exc.failure is Failure.UNREACHABLE:
+                raise BulkError(f"could not find the owner of {row.ip} (line {row.line}): {exc.message}; "
+                                f"{RESUME}") from None
+            return None, Outcome(UNRESOLVED, exc.failure.value, exc.message)
+        if not resolution.owned:
+            return None, Outcome(UNOWNED, "no_owner", f"no owner of {row.ip} is registered on netimmune")
+        return resolution.endpoint, None
+
+    def _envelope(self, row: Row) -> dict:
+        report = build_report(row.category, row.ip, self.reporter, row.observed, comment=row.comment,
+                              report_id=row.report_id)
+        return sign_envelope(report, self.key, self.credentials)
+
+    def _deliver(self, endpoint: str, batch: Sequence[Row]) -> list[Outcome]:
+        """Every row of the batch answered; 429s wait and retry in smaller batches, 421s follow the referral."""
+        envelopes = {row.line: self._envelope(row) for row in batch}
+        outcomes: dict[int, Outcome] = {}
+        queue, size, waited, attempt = list(batch), len(batch), 0.0, 0
+        while queue:
+            part, queue = queue[:size], queue[size:]
+            try:
+                answers = self.submitter.deliver_batch(endpoint, [envelopes[row.line] for row in part])
+            except DeliveryError as exc:
+                retryable = exc.kind == "rate_limited" or (exc.kind == "unreachable" and attempt < UNREACHABLE_RETRIES)
+                if not retryable:
+                    raise BulkError(f"{exc.message}; {RESUME}") from None
+                queue, attempt = part + queue, attempt + 1
+                waited = self._wait(exc.retry_after or 2 ** attempt, waited, exc.message)
+                continue
+            limited = []
+            for row, answer in zip(part, answers):
+                if answer["status"] == 429:
+                    limited.append(row)
+                elif answer["status"] == 421:
+                    outcomes[row.line] = self._redirected(envelopes[row.line])
+                elif answer["status"] >= 500:
+                    raise BulkError(f"{endpoint} failed on line {row.line}: {answer['answer']}; {RESUME}")
+                else:
+                    outcomes[row.line] = classify(answer["status"], answer["answer"])
+            if limited:
+                queue, size, attempt = limited + queue, max(1, size // 2), attempt + 1
+                waited = self._wait(2 ** attempt, waited, f"{endpoint} rate-limits this reporter key")
+        return [outcomes[row.line] for row in batch]
+
+    def _redirected(self, envelope: dict) -> Outcome:
+        """The owner moved since the lookup: deliver this one on its own, which follows the referral."""
+        try:
+            delivery = self.submitter.deliver(envelope)
+        except DeliveryError as exc:
+            if exc.kind == "no_owner":
+                return Outcome(UNOWNED, "no_owner", exc.message)
+            if exc.kind == "rejected":
+                return Outcome(REJECTED, f"http_{exc.status}", exc.message)
+            raise BulkError(f"{exc.message}; {RESUME}") from None
+        return classify(delivery.status, delivery.answer)
+
+    def _wait(self, seconds: float, waited: float, why: str) -> float:
+        seconds = min(seconds, MAX_SINGLE_WAIT)
+        if waited + seconds > self.max_wait:
+            raise BulkError(f"{why}; gave up after waiting {waited:.0f} s (--max-wait {self.max_wait:.0f}); "
+                            f"{RESUME} later")
+        self.sleep(seconds)
+        return waited + seconds

@@ -1,0 +1,115 @@
+"""A real fail2ban bans an address for failed SSH logins and the shipped action reports it to the owner.
+
+fail2ban (the Debian package, installed by `make test`) runs in the foreground with a private
+configuration in tmp_path: Debian's sshd filter, the project's action, and a jail that watches a log
+file this test writes. No firewall action: the ban only runs `report`.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ACTION = Path(__file__).parents[2] / "contrib" / "fail2ban" / "action.d" / "netimmune.conf"
+DEBIAN_FILTERS = Path("/etc/fail2ban/filter.d")
+REPORT = Path(sys.executable).with_name("report")      # the virtualenv's command, as an operator would install it
+ATTACKER = "127.0.1.23"                                # in the customer's 127.0.1.0/24
+
+
+def wait_until(condition, timeout: float, failure: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{failure} (waited {timeout} s)")
+
+
+def text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+@pytest.fixture
+def reporter_dir(tree, tmp_path):
+    folder = tmp_path / "reporter"
+    env = {**os.environ, "NETIMMUNE_CONFIG_DIR": str(folder)}
+    result = subprocess.run([str(REPORT), "init", "--root-url", tree.root.url, "--root-key", tree.anchor,
+                             "--org", "Example Hosting", "--contact", "abuse@example.net"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+@pytest.fixture
+def fail2ban(tmp_path, reporter_dir):
+    """fail2ban-server with an sshd jail on tmp_path/auth.log; yields that log and fail2ban's own."""
+    server = shutil.which("fail2ban-server")
+    assert server, "fail2ban is not installed: run `make debian` (Debian package fail2ban)"
+    conf, auth_log, own_log = tmp_path / "fail2ban", tmp_path / "auth.log", tmp_path / "fail2ban.log"
+    (conf / "filter.d").mkdir(parents=True)
+    (conf / "action.d").mkdir()
+    for name in ("sshd.conf", "common.conf"):
+        shutil.copy(DEBIAN_FILTERS / name, conf / "filter.d")
+    shutil.copy(ACTION, conf / "action.d")
+    auth_log.touch()
+    (conf / "fail2ban.conf").write_text(f"[Definition]\nloglevel = INFO\nlogtarget = {own_log}\ndbfile = :memory:\n")
+    # loopback is fail2ban's own address: without these two it would never ban the attacker
+    (conf / "jail.local").write_text(f"""[DEFAULT]
+ignoreself = false
+ignoreip =
+backend = polling
+
+[sshd]
+enabled = true
+filter = sshd
+logpath = {auth_log}
+maxretry = 3
+action = netimmune[category=ssh-brute-force, report="{REPORT}", configdir="{reporter_dir}"]
+""")
+    own_env = {name: value for name, value in os.environ.items() if not name.startswith("NETIMMUNE_")}
+    process = subprocess.Popen([server, "-f", "-x", "-c", str(conf), "-s", str(tmp_path / "fail2ban.sock"),
+                                "-p", str(tmp_path / "fail2ban.pid")],
+                               env=own_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: "Jail 'sshd' started" in text(own_log), 20, "fail2ban did not start its jail")
+        yield auth_log, own_log
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_fail2ban_ban_delivers_the_matched_lines_verbatim_to_the_owner(tree, reporter_dir, fail2ban, tmp_path):
+    """Three failed logins get the address banned; the action reports it with the three lines as
+    evidence, shell characters in them included, and runs none of them."""
+    auth_log, own_log = fail2ban
+    now = time.strftime("%b %d %H:%M:%S")
+    lines = [f"{now} bastion sshd[4242]: Failed password for invalid user x$(touch {tmp_path}/ran)`id` "
+             f"from {ATTACKER} port {50000 + n} ssh2" for n in range(3)]
+    with auth_log.open("a") as log:
+        log.write("".join(line + "\n" for line in lines))
+
+    # the report command notes every delivery in the reporter's folder: watch that, not the node
+    sent = reporter_dir / "sent.jsonl"
+    wait_until(lambda: text(sent).endswith("\n"), 30, f"no report was sent; fail2ban's log:\n{text(own_log)}")
+    assert json.loads(text(sent))["endpoint"] == tree.customer.url
+
+    reader = tree.customer.token("reader")
+    cases = httpx.get(f"{tree.customer.url}/v1/cases/{ATTACKER}", headers={"Authorization": f"Bearer {reader}"},
+                      timeout=10).json()["cases"]
+    assert [case["category"] for case in cases] == ["ssh-brute-force"]
+    report = cases[0]["evidence_reports"][0]["report"]
+    assert report["description"] == "fail2ban jail sshd: banned after 3 failures"
+    assert base64.b64decode(report["evidence"][0]["payload"]).decode() == "".join(line + "\n" for line in lines)
+    assert not (tmp_path / "ran").exists()
