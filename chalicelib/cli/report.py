@@ -128,10 +128,14 @@ def bulk_options(func):
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--root-url", envvar="NETIMMUNE_ROOT_URL", help="override the configured root URL")
 @click.option("--root-key", envvar="NETIMMUNE_ROOT_KEY", help="override the configured root key")
+@click.option("--no-fallback", is_flag=True, help="when the owner is not on netimmune, do not mail its RDAP "
+              "abuse contact (by default an X-ARF report is mailed, or written to the outbox folder)")
+@click.option("--rdap-url", envvar="NETIMMUNE_RDAP_URL", help="ask this RDAP server instead of the registry "
+              "the IANA bootstrap names")
 @config_option
 @bulk_options
 def send(category, ip, port, comment, observed, evidence_files, dry_run, as_json, root_url, root_key,
-         config_path, bulk_file, state_file, batch_size, max_wait) -> None:
+         config_path, bulk_file, state_file, batch_size, max_wait, no_fallback, rdap_url) -> None:
     """Report an abusive IP address to whoever runs its address space."""
     if bulk_file is not None:
         if ip or category or dry_run:
@@ -164,6 +168,8 @@ def send(category, ip, port, comment, observed, evidence_files, dry_run, as_json
     try:
         delivery = submitter.deliver(sign_envelope(report, key, credentials))
     except DeliveryError as exc:
+        if exc.kind == "no_owner" and not no_fallback:
+            fall_back_to_rdap(report, config, rdap_url, as_json, exc)
         fail(exc, as_json)
     remember(report["report_id"], ip, delivery.endpoint)
     if as_json:
@@ -211,14 +217,47 @@ def send_bulk(submitter: Submitter, config: ReporterConfig, csv_path: Path, stat
             click.echo(line)
 
 
+def fall_back_to_rdap(report: dict, config: ReporterConfig, rdap_url: str | None, as_json: bool,
+                      error: DeliveryError) -> None:
+    """The owner is not on netimmune: mail its RIR-listed abuse contact an X-ARF report in an ARF email."""
+    import httpx
+
+    from ..client.rdap import RdapError, report_to_abuse_contact
+
+    ip = report["source_identifier"]
+    sender = config.reporter.get("contact") or "netimmune-reporter@localhost"
+    try:
+        fallback = report_to_abuse_contact(report, httpx.Client(timeout=10, follow_redirects=True), sender=sender,
+                                           reporter_name=config.reporter.get("org") or None,
+                                           smtp_host=config.smtp_host, smtp_port=config.smtp_port,
+                                           outbox_dir=config_dir() / "outbox", base_url_override=rdap_url)
+    except (RdapError, OSError) as exc:
+        raise CommandError(f"{error.message}; asking its registry for an abuse contact failed too ({exc}); "
+                           "try again later") from None
+    if fallback is None:
+        click.echo(f"{ip} is not on netimmune, and its registry lists no abuse contact for it", err=True)
+        sys.exit(EXIT_NO_OWNER)
+    where = fallback.destination
+    sent = not where.endswith(".eml")
+    if as_json:
+        print_json({"report_id": report["report_id"], "on_netimmune": False, "abuse_contact": fallback.contact.email,
+                    "network": fallback.contact.network, "registry": fallback.contact.server,
+                    "sent": sent, "destination": where})
+    else:
+        click.echo(f"{ip} is not on netimmune: no report node holds its address space")
+        click.echo(f"abuse contact (RDAP): {fallback.contact.email} — {fallback.contact.network or ''} "
+                   f"{fallback.contact.range or ''}, via {fallback.contact.server}")
+        click.echo(f"sent X-ARF report {report['report_id']} to {fallback.contact.email} through {where}" if sent
+                   else f"wrote X-ARF report {report['report_id']} to {where} — send it to {fallback.contact.email}")
+    sys.exit(0)
+
+
 def fail(error: DeliveryError, as_json: bool):
     if as_json:
         print_json({"error": error.kind, "message": error.message, "status": error.status,
                     "retry_after": error.retry_after})
     else:
         click.echo(f"error: {error.message}", err=True)
-        if error.kind == "no_owner":
-            click.echo("the owner is not on netimmune; contact its RIR abuse address instead", err=True)
     sys.exit(EXIT_NO_OWNER if error.kind == "no_owner" else 1)
 
 
@@ -246,10 +285,12 @@ def show_owner(submitter: Submitter, ip: str, as_json: bool) -> None:
 @click.option("--org", default="", help="your organisation, as owners will see it")
 @click.option("--contact", default="", help="an address owners can answer")
 @click.option("--domain", default="", help="your domain")
+@click.option("--smtp", "smtp", help="HOST[:PORT] of a mail server for reports to owners not on netimmune "
+              "(without it they are written as .eml files for you to send)")
 @click.option("--credentials", "credentials_file", type=click.Path(exists=True, dir_okay=False),
               help="a chain + endorsement that gives your key a rank (from your NOC)")
 @config_option
-def init(root_url, root_key, org, contact, domain, credentials_file, config_path) -> None:
+def init(root_url, root_key, org, contact, domain, smtp, credentials_file, config_path) -> None:
     """Create your reporter key and configuration."""
     path = config_path or config_dir() / "report.json"
     if path.exists():
@@ -260,9 +301,11 @@ def init(root_url, root_key, org, contact, domain, credentials_file, config_path
         key = KeyPair.load(key_file) if key_file.exists() else KeyPair.generate()
         if not key_file.exists():
             key.save(key_file)
+        smtp_host, _, smtp_port = (smtp or "").partition(":")
         config = ReporterConfig(root_url.rstrip("/"), root_key, str(key_file),
                                 {"org": org, "contact": contact, "domain": domain},
-                                str(Path(credentials_file).resolve()) if credentials_file else None)
+                                str(Path(credentials_file).resolve()) if credentials_file else None,
+                                smtp_host or None, int(smtp_port or 25))
         config.save(path)
     except ValueError as exc:
         raise CommandError(str(exc)) from None

@@ -27,6 +27,8 @@ class ReporterConfig:
     key_file: str
     reporter: dict = field(default_factory=dict)   # X-ARF reporter: org, contact, domain
     credentials_file: str | None = None            # chain + endorsement giving this key a rank
+    smtp_host: str | None = None                   # for reports mailed to owners not on netimmune
+    smtp_port: int = 25
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

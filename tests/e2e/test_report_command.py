@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 import httpx
 import pytest
@@ -56,10 +57,29 @@ def test_report_status_asks_the_node_it_went_to(tree, reporter_env):
     assert b"127.0.2.7 (spam) is received" in result.stdout
 
 
-def test_report_for_unowned_space_says_so_and_exits_3(tree, reporter_env):
+def test_report_for_unowned_space_without_an_abuse_contact_says_so_and_exits_3(tree, reporter_env):
     result = run_report(["--ddos", "::1"], reporter_env)
     assert result.returncode == 3
-    assert b"no owner of ::1 is registered on netimmune" in result.stderr
+    assert b"::1 is not on netimmune, and its registry lists no abuse contact" in result.stderr
+
+
+def test_report_for_unowned_space_goes_to_its_rdap_abuse_contact_as_an_arf_email(tree, reporter_env):
+    from email import message_from_bytes, policy
+
+    from tests.integration.conftest import serve_http
+    from tests.integration.test_rdap import RecordedRdap
+
+    with serve_http(RecordedRdap) as rdap:
+        rdap.requests = []
+        result = run_report(["--spam", "198.51.100.7", "--rdap-url", f"http://127.0.0.1:{rdap.server_address[1]}/ripe/"],
+                            reporter_env, b"Received: from 198.51.100.7\n")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    assert "198.51.100.7 is not on netimmune" in out and "abuse contact (RDAP): abuse@" in out
+    written = sorted((Path(reporter_env["NETIMMUNE_CONFIG_DIR"]) / "outbox").glob("*.eml"))[-1]
+    message = message_from_bytes(written.read_bytes(), policy=policy.default)
+    assert message.get_content_type() == "multipart/report"
+    assert message.get_param("report-type") == "feedback-report"
 
 
 def test_report_without_a_category_is_refused_clearly(tree, reporter_env):
