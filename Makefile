@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := dnsmasq-base fail2ban nftables
+BENCH_PACKAGES := wrk
 
-.PHONY: demo test venv debian bench clean
+.PHONY: demo test venv debian bench-debian bench clean
 
 include infra/infra.mk
 
@@ -17,9 +18,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# The Debian packages that tests drive for real (a DNS resolver, fail2ban, nft).
-debian:
-	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# The Debian packages that tests drive for real (a DNS resolver, fail2ban, nft); wrk for the benchmarks.
+debian bench-debian: PACKAGES = $(if $(filter bench-debian,$@),$(BENCH_PACKAGES),$(DEBIAN_PACKAGES))
+debian bench-debian:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -37,9 +39,10 @@ $(DYNALITE): tests/contract/dynalite/package.json tests/contract/dynalite/packag
 test: $(STAMP) debian $(DYNALITE)
 	$(BIN)/pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) bench-debian
 	$(BIN)/python bench/refer.py
 	$(BIN)/python bench/http_refer.py
+	$(BIN)/python bench/ingest.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
