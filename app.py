@@ -8,21 +8,30 @@ import os
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from chalice import Chalice, Response
+from chalice import Response
 
-from chalicelib import __version__
-from chalicelib.adapters.wsgi import PEER_HEADER
-from chalicelib.core import blocklist, cases, delegations, intake, jobs, referral
+from chalicelib import __version__, observability
+from chalicelib.adapters.wsgi import PEER_HEADER, ThreadSafeChalice
+from chalicelib.core import blocklist, cases, delegations, intake, referral
 from chalicelib.core.errors import BadRequest, NodeError, PayloadTooLarge
 from chalicelib.core.ports import Role
 from chalicelib.core.tokens import require_role
 from chalicelib.openapi import openapi_document
 from chalicelib.settings import Settings
-from chalicelib.wiring import NodeHolder, build_node
+from chalicelib.wiring import JOB_IDEMPOTENCY, NodeHolder, build_node, run_job
 
-app = Chalice(app_name="netimmune")
+app = ThreadSafeChalice(app_name="netimmune")
 current = NodeHolder(lambda: build_node(Settings.from_env()))
 log = logging.getLogger("netimmune.api")
+
+
+@app.middleware("all")
+def observe_invocation(event, get_response):
+    """Every handler traced, and its metrics flushed when it ends (chalicelib/observability.py)."""
+    return observability.observe_invocation(event, get_response, lambda: current.get().settings.metrics_namespace)
+
+
+app.register_middleware(observability.observe_request, "http")
 
 MAX_JSON_BODY = 1024 * 1024
 MAX_REPORT_BODY = 512 * 1024
@@ -84,7 +93,8 @@ def node_info():
 @api("/v1/refer/{ip}")
 def refer(ip):
     answer = referral.refer(current.get(), ip)
-    return json_response(answer.to_json(), 404 if answer.answer is referral.Answer.NONE else 200)
+    return Response(body=answer.to_json_text(), status_code=404 if answer.answer is referral.Answer.NONE else 200,
+                    headers={"Content-Type": "application/json"})
 
 
 @api("/v1/delegations", methods=("POST",))
@@ -186,11 +196,13 @@ batch = BatchProcessor(event_type=EventType.SQS)
 
 
 def handle_job_record(record: SQSRecord) -> None:
-    jobs.handle(current.get(), json.loads(record.body))
+    with observability.observe_job(record.message_id):
+        run_job(current.get(), json.loads(record.body))
 
 
 @app.on_sqs_message(queue=os.environ.get("NETIMMUNE_VERIFY_QUEUE", "netimmune-verify"), batch_size=10)
 def verify_worker(event):
     """Background jobs from SQS, and from the local worker in the same event shape: one code path."""
+    JOB_IDEMPOTENCY.register_lambda_context(event.context)
     return process_partial_response(event=event.to_dict(), record_handler=handle_job_record, processor=batch,
                                     context=event.context)

@@ -9,6 +9,7 @@ from pathlib import Path
 from .protocol.keys import parse_public_key
 
 ENV_PREFIX = "NETIMMUNE_"
+STORES = ("sqlite", "dynamodb")
 
 
 class SettingsError(ValueError):
@@ -51,8 +52,24 @@ class Settings:
     alert_to: tuple[str, ...] = ()
     alerts_per_window: int = 10       # beyond this many alerts per window, alerts fold into a digest
     alert_window_minutes: int = 15
+    # On AWS (store "dynamodb"): DynamoDB, SQS and SNS take the place of SQLite, the job table and SMTP.
+    store: str = "sqlite"
+    table_name: str | None = None
+    verify_queue_url: str | None = None
+    alert_topic_arn: str | None = None
+    key_parameter: str | None = None  # an SSM SecureString holding the key's seed; None: the key file
+    root_url: str | None = None       # the referral tree's root
+    metrics_namespace: str | None = None  # POWERTOOLS_METRICS_NAMESPACE; None: no CloudWatch metrics
 
     def __post_init__(self):
+        if self.store not in STORES:
+            raise SettingsError(f"{ENV_PREFIX}STORE must be one of {', '.join(STORES)}, got {self.store!r}")
+        if self.store == "dynamodb":
+            missing = [f"{ENV_PREFIX}{name}" for name, value in (
+                ("TABLE", self.table_name), ("VERIFY_QUEUE_URL", self.verify_queue_url),
+                ("ALERT_TOPIC_ARN", self.alert_topic_arn)) if not value]
+            if missing:
+                raise SettingsError(f"{', '.join(missing)} must be set when {ENV_PREFIX}STORE is dynamodb")
         if self.trust_anchor is not None:
             try:
                 parse_public_key(self.trust_anchor)
@@ -116,4 +133,8 @@ class Settings:
             smtp_host=get("SMTP_HOST"), smtp_port=integer("SMTP_PORT", defaults.smtp_port),
             alert_from=get("ALERT_FROM") or defaults.alert_from,
             alert_to=tuple(a.strip() for a in (get("ALERT_TO") or "").split(",") if a.strip()),
+            store=(get("STORE") or defaults.store).strip().lower(),
+            table_name=get("TABLE"), verify_queue_url=get("VERIFY_QUEUE_URL"), alert_topic_arn=get("ALERT_TOPIC_ARN"),
+            key_parameter=get("KEY_PARAMETER"), root_url=get("ROOT_URL"),
+            metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or None,
         )

@@ -1,21 +1,43 @@
 """The one place a node is assembled from its settings: Lambda handlers, `netimmune serve` and tests."""
 from __future__ import annotations
 
+import functools
+import os
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from .adapters.sqlite_db import SQLiteDatabase
+import boto3
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.idempotency import (DynamoDBPersistenceLayer, IdempotencyConfig,
+                                                          idempotent_function)
+
+from .adapters.dynamodb_reports import DynamoDBReportStore
+from .adapters.dynamodb_store import DynamoDBDelegationStore, DynamoDBTokenStore
+from .adapters.dynamodb_verification import DynamoDBVerificationStore
+from .adapters.http_webhooks import HttpWebhookSender
 from .adapters.notifiers import DEFAULT_RECIPIENTS, FanoutNotifier, OutboxNotifier, SmtpNotifier
+from .adapters.sns_notifier import SNSNotifier
+from .adapters.sqlite_db import SQLiteDatabase
 from .adapters.sqlite_queue import SQLiteJobQueue
 from .adapters.sqlite_reports import SQLiteReportStore
 from .adapters.sqlite_store import SQLiteDelegationStore, SQLiteTokenStore
 from .adapters.sqlite_verification import SQLiteVerificationStore
+from .adapters.sqs_queue import SQSJobQueue
+from .core import jobs
 from .core.node import Node
 from .core.policy import DEFAULT_POLICY, load_policy
 from .core.tally import TallyRules
+from .observability import CountedNotifier, CountedVerifications, metrics
+from .protocol.encoding import b64url_decode
 from .protocol.keys import KeyPair
-from .settings import Settings
+from .settings import ENV_PREFIX, Settings, SettingsError
+
+# Jobs on AWS run once per job_id: powertools keeps a record per job in the node's own table, under one
+# partition of its own, for a day (SQS redelivers within hours), and DynamoDB's TTL then deletes it.
+JOB_RECORDS_PK = "IDEMPOTENCY#jobs"
+JOB_IDEMPOTENCY = IdempotencyConfig(event_key_jmespath="job_id", expires_after_seconds=24 * 3600,
+                                   raise_on_no_idempotency_key=True)
 
 
 class SystemClock:
@@ -33,15 +55,77 @@ def build_notifier(settings: Settings, clock):
                                                recipients))
 
 
-def build_node(settings: Settings, clock=None) -> Node:
+def load_key(settings: Settings) -> KeyPair:
+    """The node's key: from an SSM SecureString holding its seed in base64url (on AWS), else its key file."""
+    if not settings.key_parameter:
+        return KeyPair.load(settings.key_path)
+    seed = parameters.get_parameter(settings.key_parameter, decrypt=True)
+    try:
+        return KeyPair.from_seed(b64url_decode(seed.strip()))
+    except ValueError:
+        raise SettingsError(f"{ENV_PREFIX}KEY_PARAMETER: {settings.key_parameter} does not hold a 32-byte "
+                            "Ed25519 seed in base64url") from None
+
+
+def sqlite_ports(settings: Settings, clock) -> dict:
     db = SQLiteDatabase(settings.db_path)
+    return {"delegations": SQLiteDelegationStore(db), "tokens": SQLiteTokenStore(db),
+            "reports": SQLiteReportStore(db), "verifications": SQLiteVerificationStore(db),
+            "queue": SQLiteJobQueue(db, clock=clock), "notifier": build_notifier(settings, clock)}
+
+
+def aws_ports(settings: Settings) -> dict:
+    """DynamoDB, SQS and SNS through boto3's default session: the function's role and region on Lambda."""
+    dynamodb, table = boto3.client("dynamodb"), settings.table_name
+    return {"delegations": DynamoDBDelegationStore(dynamodb, table), "tokens": DynamoDBTokenStore(dynamodb, table),
+            "reports": DynamoDBReportStore(dynamodb, table),
+            "verifications": DynamoDBVerificationStore(dynamodb, table),
+            "queue": SQSJobQueue(boto3.client("sqs"), settings.verify_queue_url),
+            "notifier": SNSNotifier(boto3.client("sns"), settings.alert_topic_arn)}
+
+
+def build_node(settings: Settings, clock=None) -> Node:
+    """SQLite, the job table and SMTP/outbox locally; DynamoDB, SQS and SNS with `store: dynamodb` (AWS).
+
+    Either way the verification store and the notifier are wrapped to count verifications and alerts."""
     clock = clock or SystemClock()
-    return Node(settings=settings, key=KeyPair.load(settings.key_path),
-                delegations=SQLiteDelegationStore(db), tokens=SQLiteTokenStore(db),
-                reports=SQLiteReportStore(db), verifications=SQLiteVerificationStore(db),
-                queue=SQLiteJobQueue(db, clock=clock), notifier=build_notifier(settings, clock),
-                policy=load_policy(settings.policy_path) if settings.policy_path else DEFAULT_POLICY,
-                clock=clock, tally=TallyRules(half_life_hours=settings.half_life_hours))
+    ports = aws_ports(settings) if settings.store == "dynamodb" else sqlite_ports(settings, clock)
+    ports["verifications"] = CountedVerifications(ports["verifications"], metrics)
+    ports["notifier"] = CountedNotifier(ports["notifier"], metrics)
+    policy = load_policy(settings.policy_path) if settings.policy_path else DEFAULT_POLICY
+    return Node(settings=settings, key=load_key(settings), **ports, policy=policy, clock=clock,
+                tally=TallyRules(half_life_hours=settings.half_life_hours),
+                webhook_sender=HttpWebhookSender(), webhook_secrets=webhook_secrets(policy, os.environ))
+
+
+def webhook_secrets(policy, environ) -> dict[str, str]:
+    """Each webhook's shared secret, from the environment variable the policy names for it."""
+    return {name: environ[hook.secret_env] for name, hook in policy.webhooks.items() if environ.get(hook.secret_env)}
+
+
+@functools.cache
+def _job_records(table_name: str) -> DynamoDBPersistenceLayer:
+    return DynamoDBPersistenceLayer(table_name=table_name, key_attr="pk", sort_key_attr="sk",
+                                    static_pk_value=JOB_RECORDS_PK, expiry_attr="expires_at")
+
+
+def run_job(node: Node, message: dict) -> None:
+    """Run one job message as the SQS handler received it.
+
+    On AWS each job_id runs once: a redelivered message (SQS delivers at least once) finds the job's record
+    and returns, so it records one result and sends one alert; a job that raised left no record and runs
+    again. A local node's job table leases each job to one worker, and the verify job is idempotent by its
+    verification_id, so there the message runs as it comes."""
+    if node.settings.store != "dynamodb":
+        jobs.handle(node, message)
+        return
+
+    @idempotent_function(data_keyword_argument="message", persistence_store=_job_records(node.settings.table_name),
+                         config=JOB_IDEMPOTENCY)
+    def run_once(message: dict) -> None:
+        jobs.handle(node, message)
+
+    run_once(message=message)
 
 
 class NodeHolder:

@@ -112,3 +112,15 @@ def test_a_missing_secret_is_logged_and_retried_not_sent_unsigned(node):
 def test_webhook_names_must_exist_in_the_policy():
     with pytest.raises(ValueError, match="not defined|unknown webhook"):
         parse_policy("rules:\n  - prefix: 127.0.0.0/8\n    on_confirmed: [webhook: nope]\n")
+
+
+def test_the_wiring_reads_each_webhook_secret_from_the_variable_the_policy_names(tmp_path, receiver, monkeypatch):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"webhooks:\n  noc:\n    url: {receiver}\n    secret_env: NOC_SECRET\n"
+                      f"  soc:\n    url: {receiver}\n    secret_env: SOC_SECRET\n")
+    monkeypatch.setenv("NOC_SECRET", "from-the-environment")
+    monkeypatch.delenv("SOC_SECRET", raising=False)
+    KeyPair.generate().save(tmp_path / "w.key")
+    node = build_node(Settings(db_path=tmp_path / "w.db", dev_mode=True, policy_path=policy))
+    assert node.webhook_secrets == {"noc": "from-the-environment"}
+    assert isinstance(node.webhook_sender, HttpWebhookSender)
