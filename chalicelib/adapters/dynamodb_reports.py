@@ -30,7 +30,7 @@ reopens it to, so step 2 reopens by removing `resolved_at` in the same condition
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from ..core.ports import Case, Contribution, Outcome, ReportRecord
@@ -176,15 +176,17 @@ class DynamoDBReportStore:
         else:
             self.table.update(*reporter_key(reporter), "SET #rank_override = :rank", values={"rank": rank})
 
-    def take(self, bucket: str, count: int, limit: int, window_seconds: int, now: datetime) -> int | None:
+    def take(self, counts: Mapping[str, int], limit: int, window_seconds: int, now: datetime) -> dict[str, int | None]:
         """One item per bucket and window, so a window's count starts at zero without a reset."""
         start = int(now.timestamp()) // window_seconds * window_seconds
-        used = self.table.update(f"RATE#{bucket}", str(start), "ADD #count :count SET #expires_at = :end",
-                                 values={"count": count, "end": start + window_seconds},
-                                 returns="UPDATED_NEW")["count"]
-        if used <= limit:
-            return None
-        return max(1, int(start + window_seconds - now.timestamp()) + 1)
+        wait = max(1, int(start + window_seconds - now.timestamp()) + 1)
+        answers: dict[str, int | None] = {}
+        for bucket, count in counts.items():
+            used = self.table.update(f"RATE#{bucket}", str(start), "ADD #count :count SET #expires_at = :end",
+                                     values={"count": count, "end": start + window_seconds},
+                                     returns="UPDATED_NEW")["count"]
+            answers[bucket] = None if used <= limit else wait
+        return answers
 
 
 def _report(item: dict) -> ReportRecord:

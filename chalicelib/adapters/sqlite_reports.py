@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 
 from ..core.ports import Case, Contribution, Outcome, ReportRecord
@@ -93,26 +93,42 @@ class SQLiteReportStore:
         db.ensure_schema(SCHEMA)
 
     def record_reports(self, records: Sequence[ReportRecord], count_window_seconds: int) -> list[tuple[Outcome, str]]:
+        """One transaction, one statement per kind of row for the whole batch (executemany)."""
         results: list[tuple[Outcome, str]] = []
         with self.db.transaction() as conn:
+            known = self._known(conn, [r.report_id for r in records])
+            fresh: list[ReportRecord] = []
             for record in records:
-                results.append(self._record(conn, record, count_window_seconds))
+                if record.report_id in known:
+                    digest, answer = known[record.report_id]
+                    results.append((Outcome.DUPLICATE if digest == record.digest else Outcome.CONFLICT, answer))
+                    continue
+                known[record.report_id] = (record.digest, record.answer_json)
+                fresh.append(record)
+                results.append((Outcome.NEW, record.answer_json))
+            conn.executemany("INSERT INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+                (r.report_id, r.digest, r.ip, r.category, r.reporter, r.rank, _epoch(r.observed), _epoch(r.received),
+                 r.envelope_json, r.answer_json) for r in fresh])
+            conn.executemany(_OPEN_CASE, [(r.ip, r.category, _epoch(r.received), _epoch(r.received)) for r in fresh])
+            conn.executemany("INSERT INTO reporters (key) VALUES (?) ON CONFLICT (key) DO NOTHING",
+                             [(key,) for key in dict.fromkeys(r.reporter for r in fresh)])
+            conn.executemany(_COUNT_CONTRIBUTION, [
+                {"ip": r.ip, "category": r.category, "reporter": r.reporter, "rank": r.rank,
+                 "observed": _epoch(r.observed), "counted": _epoch(r.received), "window": count_window_seconds}
+                for r in fresh])
         return results
 
-    def _record(self, conn: sqlite3.Connection, r: ReportRecord, window: int) -> tuple[Outcome, str]:
-        existing = conn.execute("SELECT digest, answer FROM reports WHERE report_id = ?", (r.report_id,)).fetchone()
-        if existing:
-            return (Outcome.DUPLICATE if existing[0] == r.digest else Outcome.CONFLICT), existing[1]
-        received = _epoch(r.received)
-        conn.execute("INSERT INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                     (r.report_id, r.digest, r.ip, r.category, r.reporter, r.rank, _epoch(r.observed), received,
-                      r.envelope_json, r.answer_json))
-        conn.execute(_OPEN_CASE, (r.ip, r.category, received, received))
-        conn.execute("INSERT INTO reporters (key) VALUES (?) ON CONFLICT (key) DO NOTHING", (r.reporter,))
-        conn.execute(_COUNT_CONTRIBUTION, {"ip": r.ip, "category": r.category, "reporter": r.reporter,
-                                           "rank": r.rank, "observed": _epoch(r.observed), "counted": received,
-                                           "window": window})
-        return Outcome.NEW, r.answer_json
+    @staticmethod
+    def _known(conn: sqlite3.Connection, report_ids: list[str]) -> dict[str, tuple[str, str]]:
+        """Digest and first answer of the report ids already stored, in chunks under SQLite's variable limit."""
+        known: dict[str, tuple[str, str]] = {}
+        unique = list(dict.fromkeys(report_ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            rows = conn.execute("SELECT report_id, digest, answer FROM reports WHERE report_id IN "
+                                f"({','.join('?' * len(chunk))})", chunk)
+            known.update({report_id: (digest, answer) for report_id, digest, answer in rows})
+        return known
 
     def get_report(self, report_id: str) -> ReportRecord | None:
         row = self.db.connection.execute("SELECT * FROM reports WHERE report_id = ?", (report_id,)).fetchone()
@@ -172,14 +188,13 @@ class SQLiteReportStore:
             conn.execute("INSERT INTO reporters (key, rank_override) VALUES (?, ?) ON CONFLICT (key) "
                          "DO UPDATE SET rank_override = excluded.rank_override", (reporter, rank))
 
-    def take(self, bucket: str, count: int, limit: int, window_seconds: int, now: datetime) -> int | None:
+    def take(self, counts: Mapping[str, int], limit: int, window_seconds: int, now: datetime) -> dict[str, int | None]:
         start = int(now.timestamp()) // window_seconds * window_seconds
+        wait = max(1, int(start + window_seconds - now.timestamp()) + 1)
         with self.db.transaction() as conn:
-            used = conn.execute(
+            used = {bucket: conn.execute(
                 "INSERT INTO rate_windows (bucket, window_start, count) VALUES (?, ?, ?) ON CONFLICT (bucket) "
                 "DO UPDATE SET count = CASE WHEN window_start = excluded.window_start THEN count + excluded.count "
                 "ELSE excluded.count END, window_start = excluded.window_start RETURNING count",
-                (bucket, start, count)).fetchone()[0]
-        if used <= limit:
-            return None
-        return max(1, int(start + window_seconds - now.timestamp()) + 1)
+                (bucket, start, count)).fetchone()[0] for bucket, count in counts.items()}
+        return {bucket: None if used[bucket] <= limit else wait for bucket in counts}

@@ -17,13 +17,13 @@ from typing import Any
 from ..protocol.endorsement import Standing, evaluate_credentials
 from ..protocol.encoding import format_time
 from ..protocol.report import Report, ReportError, parse_report
-from ..protocol.signing import canonical_bytes, signature_problem
+from ..protocol.signing import CanonicalizationError, bytes_signature_problem, canonical_bytes
 from .errors import BadRequest, Conflict, Misdirected, NodeError, PayloadTooLarge, TooManyRequests, Unauthorized, Unprocessable
 from .node import Node
 from .ports import Outcome, ReportRecord, Role
-from .referral import refer_address
+from .referral import Referral, refer_address
 from .targets import refuse_special
-from .verification import after_intake
+from .verification import EVALUATE
 
 MAX_BATCH = 1000
 log = logging.getLogger("netimmune.intake")
@@ -47,6 +47,7 @@ class Admitted:
     report: Report
     record: ReportRecord
     standing: Standing
+    answer: dict
 
 
 def _check_window(node: Node, report: Report, now: datetime) -> None:
@@ -59,9 +60,12 @@ def _check_window(node: Node, report: Report, now: datetime) -> None:
                             code="timestamp_too_old")
 
 
-def _check_ownership(node: Node, report: Report) -> None:
+def _check_ownership(node: Node, report: Report, referrals: dict[str, Referral]) -> None:
     refuse_special(report.ip, node.settings.dev_mode)
-    referral = refer_address(node, report.ip)
+    key = str(report.ip)
+    if key not in referrals:   # a batch often names one address many times: one lookup for all
+        referrals[key] = refer_address(node, report.ip)
+    referral = referrals[key]
     if referral.match is not None and referral.match.role is Role.HELD:
         return
     where = ("a child node takes reports for it; follow the referral" if referral.match is not None
@@ -69,7 +73,7 @@ def _check_ownership(node: Node, report: Report) -> None:
     raise Misdirected(f"this node does not take reports for {report.ip}: {where}", body=referral.to_json())
 
 
-def admit(node: Node, envelope: Any, now: datetime) -> Admitted:
+def admit(node: Node, envelope: Any, now: datetime, referrals: dict[str, Referral] | None = None) -> Admitted:
     """Every check of one envelope; raises the refusal, stores nothing."""
     if not isinstance(envelope, dict) or not {"report", "signature"} <= set(envelope) \
             or not set(envelope) <= {"report", "signature", "credentials"}:
@@ -78,7 +82,12 @@ def admit(node: Node, envelope: Any, now: datetime) -> Admitted:
     credentials = envelope.get("credentials") or []
     if not isinstance(credentials, list) or len(credentials) > 10:
         raise BadRequest("credentials must be a list of at most 10 signed documents", code="bad_envelope")
-    problem = signature_problem(envelope["report"], envelope["signature"])
+    try:
+        message = canonical_bytes(envelope["report"])
+    except CanonicalizationError as exc:
+        raise Unauthorized(f"report signature refused: cannot canonicalize the report: {exc}",
+                           code="bad_signature") from None
+    problem = bytes_signature_problem(message, envelope["signature"])
     if problem:
         raise Unauthorized(f"report signature refused: {problem}", code="bad_signature")
     try:
@@ -87,63 +96,71 @@ def admit(node: Node, envelope: Any, now: datetime) -> Admitted:
         kind = PayloadTooLarge if exc.code == "evidence_too_large" else BadRequest
         raise kind(str(exc), code=exc.code) from None
     _check_window(node, report, now)
-    _check_ownership(node, report)
+    _check_ownership(node, report, {} if referrals is None else referrals)
     reporter = envelope["signature"]["key"]
     standing = evaluate_credentials(credentials, reporter, node.anchor, now)
     answer = {"report_id": report.report_id, "status": "received", "ip": str(report.ip),
               "category": report.category.slug, "received": format_time(now), "rank": standing.rank}
     if standing.problem:
         answer["credentials_ignored"] = standing.problem
+    # stored as signed: the canonical report (what the signature covers) beside the signature itself
+    stored = '{"report":' + message.decode() + ',"signature":' + json.dumps(envelope["signature"]) + (
+        ',"credentials":' + json.dumps(credentials) if credentials else "") + "}"
     record = ReportRecord(
-        report_id=report.report_id, digest=hashlib.sha256(canonical_bytes(report.body)).hexdigest(),
-        ip=str(report.ip), category=report.category.slug, reporter=reporter, rank=standing.rank,
-        observed=report.observed, received=now, envelope_json=json.dumps(envelope, separators=(",", ":")),
-        answer_json=json.dumps(answer, separators=(",", ":")))
-    return Admitted(report, record, standing)
+        report_id=report.report_id, digest=hashlib.sha256(message).hexdigest(), ip=str(report.ip),
+        category=report.category.slug, reporter=reporter, rank=standing.rank, observed=report.observed,
+        received=now, envelope_json=stored, answer_json=json.dumps(answer, separators=(",", ":")))
+    return Admitted(report, record, standing, answer)
 
 
 def limit_client(node: Node, client: str) -> None:
-    retry = node.reports.take(f"client:{client}", 1, node.settings.client_rate_per_minute, 60, node.clock.now())
+    retry = node.reports.take({f"client:{client}": 1}, node.settings.client_rate_per_minute, 60,
+                              node.clock.now())[f"client:{client}"]
     if retry is not None:
         raise TooManyRequests(f"too many requests from {client}; retry in {retry} s", retry)
 
 
 def submit(node: Node, envelopes: Sequence[Any]) -> list[Answer]:
-    """Admit, rate-limit per reporter key, and record a batch of envelopes in one transaction."""
+    """Admit, rate-limit per reporter key, and record a batch of envelopes in one transaction.
+
+    Policy runs afterwards from one job per batch, so intake answers as soon as the reports are safe."""
     now = node.clock.now()
     answers: list[Answer | None] = [None] * len(envelopes)
     admitted: dict[int, Admitted] = {}
+    referrals: dict[str, Referral] = {}
     for index, envelope in enumerate(envelopes):
         try:
-            admitted[index] = admit(node, envelope, now)
+            admitted[index] = admit(node, envelope, now, referrals)
         except NodeError as error:
             answers[index] = Answer.refusal(error)
     per_key = Counter(item.record.reporter for item in admitted.values())
-    refused_keys = {}
-    for key, count in per_key.items():
-        retry = node.reports.take(f"key:{key}", count, node.settings.key_rate_per_minute, 60, now)
-        if retry is not None:
-            refused_keys[key] = TooManyRequests(f"reporter key {key[:20]}… sent too many reports; "
-                                                f"retry in {retry} s", retry)
+    waits = node.reports.take({f"key:{key}": count for key, count in per_key.items()},
+                              node.settings.key_rate_per_minute, 60, now)
     for index, item in list(admitted.items()):
-        if item.record.reporter in refused_keys:
-            answers[index] = Answer.refusal(refused_keys[item.record.reporter])
+        retry = waits[f"key:{item.record.reporter}"]
+        if retry is not None:
+            answers[index] = Answer.refusal(TooManyRequests(
+                f"reporter key {item.record.reporter[:20]}… sent too many reports; retry in {retry} s", retry))
             del admitted[index]
     order = list(admitted)
     outcomes = node.reports.record_reports([admitted[i].record for i in order],
                                            int(node.tally.count_window_hours * 3600))
-    try:
-        after_intake(node, [(admitted[i].record.ip, admitted[i].record.category)
-                            for i, (outcome, _) in zip(order, outcomes) if outcome is Outcome.NEW])
-    except Exception:  # the reports are stored and answered; policy runs again on the next report
-        log.exception("policy evaluation after intake failed")
+    fresh = sorted({(admitted[i].record.ip, admitted[i].record.category)
+                    for i, (outcome, _) in zip(order, outcomes) if outcome is Outcome.NEW})
+    if fresh:
+        try:
+            node.queue.enqueue(EVALUATE, {"cases": [list(case) for case in fresh]})
+        except Exception:  # the reports are stored and answered; policy runs again on the next report
+            log.exception("could not queue policy evaluation for %d case(s)", len(fresh))
     for index, (outcome, answer_json) in zip(order, outcomes):
         if outcome is Outcome.CONFLICT:
             answers[index] = Answer.refusal(Conflict(
                 f"report_id {admitted[index].report.report_id} was already used for a different report",
                 code="replay_conflict"))
+        elif outcome is Outcome.NEW:
+            answers[index] = Answer(202, admitted[index].answer)
         else:
-            answers[index] = Answer(202 if outcome is Outcome.NEW else 200, json.loads(answer_json))
+            answers[index] = Answer(200, json.loads(answer_json))
     return answers
 
 

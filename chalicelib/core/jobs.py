@@ -7,6 +7,7 @@ from . import actions, verification, webhooks
 from .node import Node
 
 HANDLERS: dict[str, Callable[[Node, dict], None]] = {
+    verification.EVALUATE: verification.evaluate,
     verification.VERIFY: verification.verify,
     verification.THRESHOLD: verification.threshold_reached,
     actions.DIGEST: actions.send_digest,

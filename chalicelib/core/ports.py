@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -146,8 +146,9 @@ class ReportStore(Protocol):
 
     def set_rank_override(self, reporter: str, rank: str | None) -> None: ...
 
-    def take(self, bucket: str, count: int, limit: int, window_seconds: int, now: datetime) -> int | None:
-        """Count `count` events in `bucket`'s current window; None if within `limit`, else seconds to wait."""
+    def take(self, counts: Mapping[str, int], limit: int, window_seconds: int, now: datetime) -> dict[str, int | None]:
+        """Count events per bucket in its current window, all at once; per bucket None while within `limit`,
+        else the seconds to wait."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from .ports import Role
 
 VERIFY = "verify"
 THRESHOLD = "threshold"
+EVALUATE = "evaluate"
 REPUTATION_FACTORS = {"confirmed": 1.25, "refuted": 0.5}
 CANARY_TTL = timedelta(minutes=10)
 
@@ -38,6 +39,11 @@ def scope_refusal(node: Node, ip: IPAddress) -> str | None:
     if match.role is Role.GRANTED:
         return f"{ip} is delegated to a child node ({match.delegation.prefix})"
     return None
+
+
+def evaluate(node: Node, payload: dict) -> None:
+    """The evaluate job intake queues once per batch: policy for the cases that got new reports."""
+    after_intake(node, [tuple(case) for case in payload["cases"]])
 
 
 def after_intake(node: Node, cases: Iterable[tuple[str, str]]) -> None:

@@ -30,6 +30,15 @@ def sign_object(obj: Any, key: KeyPair) -> dict:
 
 def signature_problem(obj: Any, signature: Any, signer: str | None = None) -> str | None:
     """Why `signature` does not prove `obj` (signed by `signer` when given); None when it does."""
+    try:
+        message = canonical_bytes(obj)
+    except CanonicalizationError as exc:
+        return f"cannot canonicalize signed object: {exc}"
+    return bytes_signature_problem(message, signature, signer)
+
+
+def bytes_signature_problem(message: bytes, signature: Any, signer: str | None = None) -> str | None:
+    """The same check over canonical bytes the caller already has (intake needs them for the digest too)."""
     if not isinstance(signature, dict) or set(signature) != {"alg", "key", "sig"}:
         return "signature must be an object with exactly alg, key and sig"
     if signature["alg"] != ALGORITHM:
@@ -43,10 +52,6 @@ def signature_problem(obj: Any, signature: Any, signer: str | None = None) -> st
         return f"malformed signature: {exc}"
     if len(raw) != 64:
         return "malformed signature: must be 64 bytes"
-    try:
-        message = canonical_bytes(obj)
-    except CanonicalizationError as exc:
-        return f"cannot canonicalize signed object: {exc}"
     if not verify_raw(signature["key"], message, raw):
         return "signature does not verify"
     return None

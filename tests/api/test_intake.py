@@ -54,8 +54,9 @@ def test_signed_report_for_own_space_is_accepted_and_opens_a_case(isp):
     assert body["report_id"] == sent["report"]["report_id"] and body["status"] == "received"
     status, cases = isp.call("GET", "/v1/cases", token=isp.token("reader"))
     assert [(c["ip"], c["category"], c["score"]) for c in cases["cases"]] == [("127.0.0.9", "open-proxy", 1.0)]
-    # the default policy verifies an open-proxy report at the first weighted report
-    assert isp.call("GET", f"/v1/reports/{body['report_id']}")[1]["status"] == "verifying"
+    # policy runs from the queue, after the answer: the case waits for it as received
+    assert isp.call("GET", f"/v1/reports/{body['report_id']}")[1]["status"] == "received"
+    assert isp.node.queue.lease("test", 10, 60, NOW)[0].payload == {"cases": [["127.0.0.9", "open-proxy"]]}
 
 
 def test_forged_signature_is_401_and_stores_nothing(isp):

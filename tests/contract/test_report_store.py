@@ -81,9 +81,8 @@ def test_a_rank_override_shows_on_every_contribution(report_store):
 
 
 def test_rate_windows_count_and_say_how_long_to_wait(report_store):
-    assert report_store.take("key:a", 3, 5, 60, NOW) is None
-    assert report_store.take("key:a", 2, 5, 60, NOW) is None
-    retry = report_store.take("key:a", 1, 5, 60, NOW)
-    assert retry is not None and 1 <= retry <= 61
-    assert report_store.take("key:a", 1, 5, 60, NOW + timedelta(seconds=60)) is None
-    assert report_store.take("key:b", 1, 5, 60, NOW) is None
+    assert report_store.take({"key:a": 3}, 5, 60, NOW) == {"key:a": None}
+    assert report_store.take({"key:a": 2, "key:b": 1}, 5, 60, NOW) == {"key:a": None, "key:b": None}
+    answer = report_store.take({"key:a": 1, "key:b": 4}, 5, 60, NOW)
+    assert answer["key:b"] is None and 1 <= answer["key:a"] <= 61
+    assert report_store.take({"key:a": 1}, 5, 60, NOW + timedelta(seconds=60)) == {"key:a": None}

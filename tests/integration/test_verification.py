@@ -62,15 +62,27 @@ def report(ip="127.0.0.5", category="port-scan", key=None, observed=NOW):
     return sign_envelope(body, key or KeyPair.generate())
 
 
+def run_next_job(node) -> str | None:
+    """What the worker does with one job, minus the SQS dressing (tested in test_worker.py); its kind."""
+    leased = node.queue.lease("test", 1, 60, node.clock.now())
+    if not leased:
+        return None
+    job = leased[0]
+    jobs.handle(node, {"kind": job.kind, "payload": job.payload, "job_id": job.job_id})
+    node.queue.complete(job.job_id)
+    return job.kind
+
+
 def run_due_jobs(node) -> int:
-    """What the worker does, minus the SQS dressing (tested in test_worker.py)."""
     handled = 0
-    while leased := node.queue.lease("test", 10, 60, node.clock.now()):
-        for job in leased:
-            jobs.handle(node, {"kind": job.kind, "payload": job.payload, "job_id": job.job_id})
-            node.queue.complete(job.job_id)
-            handled += 1
+    while run_next_job(node):
+        handled += 1
     return handled
+
+
+def job_kinds(node) -> dict[str, int]:
+    rows = node.queue.db.connection.execute("SELECT kind, COUNT(*) FROM jobs GROUP BY kind")
+    return dict(rows.fetchall())
 
 
 def outbox_subjects(node) -> list[str]:
@@ -97,8 +109,8 @@ def test_a_thousand_reports_about_one_address_cause_one_scan(make_node):
         answers = intake.submit(node, [report() for _ in range(250)])
         assert {a.status for a in answers} == {202}
     intake.submit(node, [report(category="open-proxy")])   # another category, same address, same cool-down
-    assert node.queue.counts()["pending"] == 2   # one scan, one threshold alert
-    assert run_due_jobs(node) == 2
+    run_due_jobs(node)
+    assert job_kinds(node) == {"evaluate": 5, "verify": 1, "threshold": 1}   # one scan, one threshold alert
     assert node.reports.get_case("127.0.0.5", "port-scan").status == "refuted"
 
 
@@ -109,7 +121,8 @@ def test_scan_runs_again_after_the_cool_down(make_node):
     node.reports.set_case_status("127.0.0.5", "port-scan", "received")
     node.clock.moment = NOW.replace(minute=11)
     intake.submit(node, [report()])
-    assert node.queue.counts()["pending"] == 1
+    run_due_jobs(node)
+    assert job_kinds(node)["verify"] == 2
 
 
 def test_confirmed_verdict_blocks_alerts_and_raises_reporter_reputation(make_node):
@@ -144,8 +157,10 @@ def test_a_verify_job_delivered_twice_records_and_acts_once(make_node):
     with listener:
         node = make_node(scan_ports=(listener.getsockname()[1],))
         intake.submit(node, [report()])
+        assert run_next_job(node) == "evaluate"
         job = node.queue.lease("test", 1, 60, node.clock.now())[0]
         message = {"kind": job.kind, "payload": job.payload, "job_id": job.job_id}
+        assert job.kind == "verify"
         jobs.handle(node, message)
         jobs.handle(node, message)
     assert node.reports.get_case("127.0.0.5", "port-scan").contributions[0].reputation == 1.25
@@ -181,6 +196,7 @@ def test_worker_killed_mid_verification_completes_the_job_once_after_restart(mak
     node = make_node(proxy_ports=(int(port),))
     node.clock.moment = datetime.now(timezone.utc)   # the worker processes run on the real clock
     intake.submit(node, [report(category="open-proxy", observed=node.clock.moment)])
+    assert run_next_job(node) == "evaluate"   # it queues the verify job, which will hang on the tarpit
     settings = node.settings
     command = [sys.executable, "-m", "chalicelib.cli.netimmune", "worker", "--db", str(settings.db_path), "--dev",
                "--anchor", settings.trust_anchor, "--policy", str(settings.policy_path)]
@@ -198,10 +214,10 @@ def test_worker_killed_mid_verification_completes_the_job_once_after_restart(mak
         first.wait()
     tarpit.close()   # now the port is closed, so the retried check ends at once
     deadline = time.monotonic() + 30
-    while node.queue.counts()["done"] == 0 and time.monotonic() < deadline:
+    while node.queue.counts()["done"] < 2 and time.monotonic() < deadline:
         time.sleep(0.5)   # the dead worker's lease has to run out first
         restarted = subprocess.run([*command, "--once"], env=env, capture_output=True, text=True, timeout=60)
         assert restarted.returncode == 0, restarted.stderr
-    assert node.queue.counts() == {"pending": 0, "leased": 0, "done": 1, "dead": 0}
+    assert node.queue.counts() == {"pending": 0, "leased": 0, "done": 2, "dead": 0}
     assert node.verifications.db.connection.execute("SELECT verdict FROM verifications").fetchall() == [("refuted",)]
     assert node.reports.get_case("127.0.0.5", "open-proxy").status == "refuted"
