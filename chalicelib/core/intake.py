@@ -73,7 +73,8 @@ def _check_ownership(node: Node, report: Report, referrals: dict[str, Referral])
     raise Misdirected(f"this node does not take reports for {report.ip}: {where}", body=referral.to_json())
 
 
-def admit(node: Node, envelope: Any, now: datetime, referrals: dict[str, Referral] | None = None) -> Admitted:
+def admit(node: Node, envelope: Any, now: datetime, referrals: dict[str, Referral] | None = None,
+          received: str | None = None) -> Admitted:
     """Every check of one envelope; raises the refusal, stores nothing."""
     if not isinstance(envelope, dict) or not {"report", "signature"} <= set(envelope) \
             or not set(envelope) <= {"report", "signature", "credentials"}:
@@ -100,7 +101,7 @@ def admit(node: Node, envelope: Any, now: datetime, referrals: dict[str, Referra
     reporter = envelope["signature"]["key"]
     standing = evaluate_credentials(credentials, reporter, node.anchor, now)
     answer = {"report_id": report.report_id, "status": "received", "ip": str(report.ip),
-              "category": report.category.slug, "received": format_time(now), "rank": standing.rank}
+              "category": report.category.slug, "received": received or format_time(now), "rank": standing.rank}
     if standing.problem:
         answer["credentials_ignored"] = standing.problem
     # stored as signed: the canonical report (what the signature covers) beside the signature itself
@@ -128,9 +129,10 @@ def submit(node: Node, envelopes: Sequence[Any]) -> list[Answer]:
     answers: list[Answer | None] = [None] * len(envelopes)
     admitted: dict[int, Admitted] = {}
     referrals: dict[str, Referral] = {}
+    received = format_time(now)
     for index, envelope in enumerate(envelopes):
         try:
-            admitted[index] = admit(node, envelope, now, referrals)
+            admitted[index] = admit(node, envelope, now, referrals, received)
         except NodeError as error:
             answers[index] = Answer.refusal(error)
     per_key = Counter(item.record.reporter for item in admitted.values())

@@ -18,9 +18,21 @@ _encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", 
 
 
 def _fast_path_holds(value: Any) -> bool:
-    """True when json.dumps(sort_keys) is already JCS for this value."""
+    """True when json.dumps(sort_keys) is already JCS for this value (plain loops: it runs per report)."""
     kind = type(value)
     if kind is str or kind is bool or value is None:
+        return True
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not key.isascii():
+                return False
+            if type(item) is not str and not _fast_path_holds(item):
+                return False
+        return True
+    if kind is list:
+        for item in value:
+            if type(item) is not str and not _fast_path_holds(item):
+                return False
         return True
     if kind is int:
         return -_MAX_SAFE <= value <= _MAX_SAFE
@@ -28,10 +40,6 @@ def _fast_path_holds(value: Any) -> bool:
         # ES6 and Python repr print the same shortest digits without exponent in [1e-4, 1e16), integral
         # values aside ("1.0" against "1")
         return math.isfinite(value) and 1e-4 <= abs(value) < 1e16 and not value.is_integer()
-    if kind is dict:
-        return all(type(k) is str and k.isascii() and _fast_path_holds(v) for k, v in value.items())
-    if kind is list:
-        return all(_fast_path_holds(v) for v in value)
     return False
 
 

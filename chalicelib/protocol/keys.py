@@ -1,6 +1,7 @@
 """Ed25519 keys: the `ed25519:` text form, and key files readable by their owner only."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -21,6 +22,12 @@ class InvalidKey(ValueError):
 def parse_public_key(text: str) -> nacl.signing.VerifyKey:
     if not isinstance(text, str) or not text.startswith(KEY_PREFIX):
         raise InvalidKey(f"public key must start with {KEY_PREFIX!r}")
+    return _verify_key(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _verify_key(text: str) -> nacl.signing.VerifyKey:
+    """Cached: the same reporters and issuers sign again and again (a refusal is never cached)."""
     try:
         raw = b64url_decode(text[len(KEY_PREFIX):])
     except EncodingError as exc:
