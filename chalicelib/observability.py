@@ -137,7 +137,7 @@ def observe_request(request: Request, get_response: Callable[[Request], Response
     with correlated(request_id):
         response = get_response(request)
         # referrals are the high-volume anonymous path, like DNS queries: logged only when debugging
-        level = logging.DEBUG if route == REFER_ROUTE and response.status_code < 400 else logging.INFO
+        level = logging.DEBUG if route == REFER_ROUTE and response.status_code < 500 else logging.INFO
         if logger.isEnabledFor(level):
             logger.log(level, "request", extra={"method": request.method, "route": route,
                                                 "status": response.status_code,

@@ -193,6 +193,11 @@ class NodeStack(cdk.Stack):
         worker.add_property_override(f"{event}.FunctionResponseTypes", ["ReportBatchItemFailures"])
         worker.add_property_override(f"{event}.ScalingConfig",
                                      {"MaximumConcurrency": self.org.verify_concurrency})
+        if not self.org.endpoint:
+            # The worker puts this node's URL in canary requests and alerts. Without a domain it is the API's
+            # own URL, which only the worker may reference: the API handler's function is part of that API.
+            worker.add_property_override("Environment.Variables.NETIMMUNE_ENDPOINT", cdk.Fn.sub(
+                "https://${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/v1"))
 
     def _tune_api(self, rate: int) -> None:
         """Traced, throttled (a flood costs money, not just time), and under the org's own name if it has one."""

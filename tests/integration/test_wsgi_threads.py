@@ -34,3 +34,25 @@ def test_concurrent_posts_and_gets_each_get_their_own_request(tmp_path):
             assert all(pool.map(call, range(400)))
     finally:
         server.close()
+
+
+def test_split_route_matcher_answers_as_chalices_own_matcher():
+    from chalice.local import RouteMatcher
+
+    from chalicelib.adapters.wsgi import SplitRouteMatcher
+
+    routes = list(node_app.app.routes)
+    ours, chalices = SplitRouteMatcher(routes), RouteMatcher(routes)
+    for url in ["/v1/refer/127.0.0.1", "/v1/refer/2001:db8::1", "/v1/delegations/held", "/v1/delegations",
+                "/v1/delegations/127.0.1.0/24", "/v1/cases/127.0.0.1/spam/resolve", "/v1/blocklist?format=nft&x=",
+                "/v1/reports/batch", "/v1/reports/abc/", "/openapi.json", "/"]:
+        try:
+            expected = chalices.match_route(url)
+        except ValueError:
+            expected = None
+        try:
+            got = ours.match_route(url)
+        except ValueError:
+            got = None
+        assert (got and (got.route, got.captured, got.query_params)) == (
+            expected and (expected.route, expected.captured, expected.query_params)), url
