@@ -125,15 +125,19 @@ def test_scan_runs_again_after_the_cool_down(make_node):
     assert job_kinds(node)["verify"] == 2
 
 
-def test_confirmed_verdict_blocks_alerts_and_raises_reporter_reputation(make_node):
-    listener = socket.socket()
-    listener.bind(("127.0.0.5", 0))
-    listener.listen()
-    with listener:
-        node = make_node(scan_ports=(listener.getsockname()[1],))
-        reporter = KeyPair.generate()
-        intake.submit(node, [report(key=reporter)])
-        run_due_jobs(node)
+@pytest.fixture
+def open_port():
+    """A port listening on the reported address, so the port-scan check confirms."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.5", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+def test_confirmed_verdict_blocks_alerts_and_raises_reporter_reputation(make_node, open_port):
+    node = make_node(scan_ports=(open_port,))
+    intake.submit(node, [report()])
+    run_due_jobs(node)
     case = node.reports.get_case("127.0.0.5", "port-scan")
     assert case.status == "confirmed" and case.verification["checks"][0]["details"]["open_ports"]
     assert case.contributions[0].reputation == 1.25
@@ -150,19 +154,15 @@ def test_refuted_verdict_lowers_reporter_reputation_and_blocks_nothing(make_node
     assert node.verifications.blocklist(node.clock.now()) == []
 
 
-def test_a_verify_job_delivered_twice_records_and_acts_once(make_node):
-    listener = socket.socket()
-    listener.bind(("127.0.0.5", 0))
-    listener.listen()
-    with listener:
-        node = make_node(scan_ports=(listener.getsockname()[1],))
-        intake.submit(node, [report()])
-        assert run_next_job(node) == "evaluate"
-        job = node.queue.lease("test", 1, 60, node.clock.now())[0]
-        message = {"kind": job.kind, "payload": job.payload, "job_id": job.job_id}
-        assert job.kind == "verify"
-        jobs.handle(node, message)
-        jobs.handle(node, message)
+def test_a_verify_job_delivered_twice_records_and_acts_once(make_node, open_port):
+    node = make_node(scan_ports=(open_port,))
+    intake.submit(node, [report()])
+    assert run_next_job(node) == "evaluate"
+    job = node.queue.lease("test", 1, 60, node.clock.now())[0]
+    message = {"kind": job.kind, "payload": job.payload, "job_id": job.job_id}
+    assert job.kind == "verify"
+    jobs.handle(node, message)
+    jobs.handle(node, message)
     assert node.reports.get_case("127.0.0.5", "port-scan").contributions[0].reputation == 1.25
     assert len([s for s in outbox_subjects(node) if "confirmed" in s]) == 1
 
