@@ -152,3 +152,16 @@ def test_no_body_ever_causes_a_server_error(api, path, body):
     method = "POST" if path == "/v1/delegations" else "PUT"
     status, answer = api.call(method, path, body, token=api.token("admin"))
     assert 400 <= status < 500 and "error" in answer
+
+
+def test_canary_records_a_hit_only_for_a_nonce_this_node_issued(api):
+    from datetime import timedelta
+
+    from tests.conftest import NOW
+
+    api.node.verifications.register_canary("n0nce", "127.0.0.5", NOW + timedelta(minutes=10))
+    response = api.client.http.get("/v1/canary/n0nce")
+    assert response.status_code == 200 and b"n0nce" in response.body
+    assert api.node.verifications.canary_hit("n0nce")
+    status, body = api.call("GET", "/v1/canary/never-issued")
+    assert status == 404 and body["error"]["code"] == "not_found"
