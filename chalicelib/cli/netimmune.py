@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -96,6 +97,9 @@ def serve(host, port, threads, with_worker, **options) -> None:
     node_app.current.set(node)
     server = create_server(ChaliceWSGI(node_app.app), host=host, port=port, threads=threads,
                            ident="netimmune", clear_untrusted_proxy_headers=True)
+    # waitress warns "Task queue depth is N" on every request while all threads are busy: under load that
+    # logging alone costs more than a referral
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     thread, stop = local_worker(node).start_thread() if with_worker else (None, None)
     mode = "dev mode: special-purpose space allowed" if settings.dev_mode else "production mode"
     click.echo(f"netimmune node {node.key.public} listening on http://{host}:{port} ({mode})", err=True)
