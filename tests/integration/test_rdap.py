@@ -105,12 +105,14 @@ def http() -> Iterator[httpx.Client]:
 
 
 def test_shipped_bootstrap_names_the_registry_with_https_first() -> None:
-    """The IANA files ship inside the package; https is preferred where a registry offers both."""
-    assert rdap_base_urls("8.8.8.8") == ["https://rdap.arin.net/registry/", "http://rdap.arin.net/registry/"]
-    assert rdap_base_urls("::ffff:8.8.8.8")[0] == "https://rdap.arin.net/registry/"
+    """The IANA files ship inside the package; https is preferred where a registry offers both.
+
+    Pure look-ups in the shipped files: none of these addresses is ever contacted."""
+    assert rdap_base_urls("23.0.0.1") == ["https://rdap.arin.net/registry/", "http://rdap.arin.net/registry/"]
+    assert rdap_base_urls("::ffff:23.0.0.1")[0] == "https://rdap.arin.net/registry/"
     assert rdap_base_urls("193.0.6.139") == ["https://rdap.db.ripe.net/"]
     assert rdap_base_urls("2001:200::1") == ["https://rdap.apnic.net/"]
-    assert rdap_base_urls("10.0.0.1") == []  # private use: no registry holds it
+    assert rdap_base_urls("10.0.0.1") == []  # private use: no registry holds it (never contacted)
 
 
 def test_bootstrap_match_is_the_longest_prefix() -> None:

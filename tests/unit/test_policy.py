@@ -268,7 +268,7 @@ def test_every_problem_is_reported_at_once_in_the_format_policy_check_prints():
           - prefix: 198.51.100.0/24
             checks: [open-prxy]
             on_confirmed: [block: 7x]
-          - prefix: 10.0.0.1/8
+          - prefix: 203.0.113.1/8
             alert_at: -2
         defaults:
           verify_at: 1
@@ -280,7 +280,7 @@ def test_every_problem_is_reported_at_once_in_the_format_policy_check_prints():
         "policy.yaml:3:14: unknown check 'open-prxy' "
         "(known: open-proxy, open-relay, open-resolver, port-scan)",
         "policy.yaml:4:27: bad duration '7x': a whole number and a unit m, h, d or w (30m, 12h, 7d, 2w)",
-        "policy.yaml:5:13: bad prefix '10.0.0.1/8': host bits set (the network is 10.0.0.0/8)",
+        "policy.yaml:5:13: bad prefix '203.0.113.1/8': host bits set (the network is 203.0.0.0/8)",
         "policy.yaml:6:15: alert_at must not be negative, got -2",
         "policy.yaml:9:3: unknown key 'verfy_at' in defaults "
         "(known: verify_at, alert_at, checks, on_confirmed, on_refuted, on_threshold)",
