@@ -38,7 +38,6 @@ MAX_REPORT_BODY = 512 * 1024
 MAX_BATCH_BODY = 16 * 1024 * 1024
 
 
-
 def json_response(body, status: int = 200, headers: dict | None = None) -> Response:
     return Response(body=json.dumps(body), status_code=status,
                     headers={"Content-Type": "application/json", **(headers or {})})

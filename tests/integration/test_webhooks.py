@@ -17,7 +17,7 @@ from chalicelib.core.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_
 from chalicelib.protocol.keys import KeyPair
 from chalicelib.settings import Settings
 from chalicelib.wiring import build_node
-from tests.conftest import NOW, FixedClock
+from tests.conftest import FixedClock
 
 
 class FlakyReceiver(BaseHTTPRequestHandler):
