@@ -370,10 +370,11 @@ class BulkImport:
                 queue, attempt = part + queue, attempt + 1
                 waited = self._wait(exc.retry_after or 2 ** attempt, waited, exc.message)
                 continue
-            limited = []
-            for row, answer in zip(part, answers):
+            limited, retry_after = [], 0
+            for row, answer in zip(part, answers, strict=True):
                 if answer["status"] == 429:
                     limited.append(row)
+                    retry_after = max(retry_after, answer["answer"].get("retry_after") or 0)
                 elif answer["status"] == 421:
                     outcomes[row.line] = self._redirected(envelopes[row.line])
                 elif answer["status"] >= 500:
@@ -382,7 +383,7 @@ class BulkImport:
                     outcomes[row.line] = classify(answer["status"], answer["answer"])
             if limited:
                 queue, size, attempt = limited + queue, max(1, size // 2), attempt + 1
-                waited = self._wait(2 ** attempt, waited, f"{endpoint} rate-limits this reporter key")
+                waited = self._wait(retry_after or 2 ** attempt, waited, f"{endpoint} rate-limits this reporter key")
         return [outcomes[row.line] for row in batch]
 
     def _redirected(self, envelope: dict) -> Outcome:

@@ -54,5 +54,7 @@ class TooManyRequests(NodeError):
     status, code = 429, "rate_limited"
 
     def __init__(self, message: str, retry_after: int):
-        super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after)))})
-        self.retry_after = retry_after
+        seconds = max(1, int(retry_after))
+        # in the body too: a batch answers each report on its own, where no header can carry it
+        super().__init__(message, body={"retry_after": seconds}, headers={"Retry-After": str(seconds)})
+        self.retry_after = seconds

@@ -170,6 +170,7 @@ def test_reporter_key_over_its_rate_gets_429_with_retry_after(tmp_path, root_key
     response = api.client.http.post("/v1/reports", headers={"Content-Type": "application/json"},
                                     body=json.dumps(envelope()).encode())
     assert response.status_code == 429 and int(response.headers["Retry-After"]) >= 1
+    assert json.loads(response.body)["retry_after"] == int(response.headers["Retry-After"])
     assert api.node.reports.list_cases()[0].reports == 3
 
 
