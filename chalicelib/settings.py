@@ -58,7 +58,6 @@ class Settings:
     verify_queue_url: str | None = None
     alert_topic_arn: str | None = None
     key_parameter: str | None = None  # an SSM SecureString holding the key's seed; None: the key file
-    root_url: str | None = None       # the referral tree's root
     metrics_namespace: str | None = None  # POWERTOOLS_METRICS_NAMESPACE; None: no CloudWatch metrics
 
     def __post_init__(self):
@@ -135,6 +134,6 @@ class Settings:
             alert_to=tuple(a.strip() for a in (get("ALERT_TO") or "").split(",") if a.strip()),
             store=(get("STORE") or defaults.store).strip().lower(),
             table_name=get("TABLE"), verify_queue_url=get("VERIFY_QUEUE_URL"), alert_topic_arn=get("ALERT_TOPIC_ARN"),
-            key_parameter=get("KEY_PARAMETER"), root_url=get("ROOT_URL"),
+            key_parameter=get("KEY_PARAMETER"),
             metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or None,
         )

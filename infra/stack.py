@@ -131,7 +131,6 @@ class NodeStack(cdk.Stack):
                 "NETIMMUNE_VERIFY_QUEUE": self.queue_name,
                 "NETIMMUNE_ALERT_TOPIC_ARN": self.topic.topic_arn,
                 "NETIMMUNE_TRUST_ANCHOR": org.root_key,
-                "NETIMMUNE_ROOT_URL": org.root_url,
                 "NETIMMUNE_KEY_PARAMETER": org.key_parameter,
                 "NETIMMUNE_POLICY": POLICY_PATH,
                 "NETIMMUNE_ENDPOINT": org.endpoint,

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from ..core.ports import Clock, Job, LocalJobQueue
 
@@ -23,6 +23,8 @@ SqsHandler = Callable[[dict, object], dict | None]
 
 QUEUE_ARN = "arn:aws:sqs:local:000000000000:netimmune-verify"
 REGION = "local"
+KEEP_DONE = timedelta(days=7)   # finished jobs stay readable this long, then the idle worker purges them
+PURGE_EVERY = 3600.0
 
 log = logging.getLogger("netimmune.worker")
 
@@ -114,10 +116,15 @@ class Worker:
         return len(jobs)
 
     def run(self, stop: threading.Event) -> None:
-        """Drain until `stop` is set; an error (even the queue's) is logged and the loop goes on."""
+        """Drain until `stop` is set; an error (even the queue's) is logged and the loop goes on. When idle,
+        at most once an hour, it purges jobs finished more than KEEP_DONE ago, so the table stays small."""
+        next_purge = 0.0
         while not stop.is_set():
             try:
                 handled = self.run_once()
+                if not handled and time.monotonic() >= next_purge:
+                    next_purge = time.monotonic() + PURGE_EVERY
+                    self.queue.purge_done(self.clock.now() - KEEP_DONE)
             except Exception:
                 log.exception("worker %s failed to run a batch", self.name)
                 handled = 0

@@ -179,6 +179,9 @@ class LocalJobQueue(JobQueue, Protocol):
     def counts(self) -> dict[str, int]:
         """Jobs by state: pending, leased, done, dead."""
 
+    def purge_done(self, older_than: datetime) -> int:
+        """Forget jobs finished before older_than; how many."""
+
 
 @dataclass(frozen=True)
 class Alert:

@@ -26,7 +26,7 @@ from chalicelib.adapters.sqlite_db import SQLiteDatabase
 from chalicelib.adapters.sqlite_queue import SQLiteJobQueue
 from chalicelib.core.ports import Job
 from chalicelib.wiring import SystemClock
-from tests.conftest import NOW
+from tests.conftest import NOW, FixedClock
 
 ROOT = Path(__file__).parents[2]
 WAIT_SECONDS = 15.0
@@ -36,11 +36,6 @@ RESULTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS started (job_id TEXT NOT NULL, pid INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, pid INTEGER NOT NULL, attempt INTEGER NOT NULL);
 """
-
-
-class FixedClock:
-    def now(self):
-        return NOW
 
 
 def recording_handler(db: SQLiteDatabase, work_seconds: float = 0.0) -> SqsHandler:
@@ -144,6 +139,24 @@ def test_worker_thread_drains_the_queue_past_a_failing_batch_and_stops_when_aske
         thread.join(timeout=5)
     assert not thread.is_alive()
     assert len(rows(db, "SELECT * FROM results")) == 4
+
+
+def test_idle_worker_purges_jobs_finished_more_than_a_week_ago(db):
+    clock = FixedClock()
+    queue = SQLiteJobQueue(db, clock=clock)
+    for n in range(2):
+        queue.enqueue("verify", {"n": n})
+    Worker(queue, recording_handler(db), clock).run_once()
+    clock.moment = NOW + timedelta(days=8)
+    queue.enqueue("verify", {"n": 2})
+    Worker(queue, recording_handler(db), clock).run_once()   # finished now: kept
+    thread, stop = Worker(queue, recording_handler(db), clock, idle_sleep=0.02).start_thread()
+    try:
+        wait_until(lambda: queue.counts()["done"] == 1, "the two old jobs purged")
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert queue.counts() == {"pending": 0, "leased": 0, "done": 1, "dead": 0}
 
 
 @pytest.fixture
