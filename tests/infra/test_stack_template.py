@@ -156,7 +156,7 @@ def test_every_function_gets_the_app_environment(stack, template):
         assert env.keys() == APP_ENVIRONMENT
         assert env["NETIMMUNE_TABLE"] == {"Ref": table}
         assert env["NETIMMUNE_VERIFY_QUEUE"] == "netimmune-example-verify"
-        assert (env["NETIMMUNE_TRUST_ANCHOR"], env["NETIMMUNE_ROOT_URL"]) == (ORG.root_key, ORG.root_url)
+        assert env["NETIMMUNE_TRUST_ANCHOR"] == ORG.root_key
         assert env["NETIMMUNE_KEY_PARAMETER"] == "/netimmune/example/node-key"
         assert (env["NETIMMUNE_POLICY"], env["NETIMMUNE_ENDPOINT"]) == (POLICY_PATH, "https://reports.example.net")
         assert env["NETIMMUNE_STORE"] == "dynamodb"
