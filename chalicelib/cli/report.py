@@ -136,7 +136,14 @@ def bulk_options(func):
 @bulk_options
 def send(category, ip, port, comment, observed, evidence_files, dry_run, as_json, root_url, root_key,
          config_path, bulk_file, state_file, batch_size, max_wait, no_fallback, rdap_url) -> None:
-    """Report an abusive IP address to whoever runs its address space."""
+    """Report an abusive IP address to whoever runs its address space.
+
+    \b
+    First run:  report init --root-url URL --root-key KEY --org ORG --contact EMAIL
+    Then:       report --open-proxy 198.51.100.7 < logfile
+    Follow up:  report status REPORT_ID
+    Exit codes: 0 delivered (or mailed to the RDAP abuse contact), 1 refused or unreachable, 3 no owner found.
+    """
     if bulk_file is not None:
         if ip or category or dry_run:
             raise CommandError("with --bulk the CSV names every address and category: give no IP, category "
