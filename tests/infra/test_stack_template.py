@@ -252,3 +252,19 @@ def test_api_is_regional_traced_throttled_and_served_under_the_org_domain(stack,
 def test_cfn_lint_finds_nothing_in_the_template(stack, form):
     matches = lint(json.dumps(getattr(stack, form)), regions=[REGION])
     assert not matches, "\n".join(str(m) for m in matches)
+
+
+def test_without_a_domain_the_worker_uses_the_apis_own_url(tmp_path, monkeypatch):
+    """Canary requests and alert links need this node's URL; the API handler needs none (and could not
+    reference its own API without a cycle)."""
+    from infra.cdk_app import synth
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    synth("minimal", tmp_path / "cdk.out", with_dependencies=False)
+    sam = json.loads((tmp_path / "cdk.out" / "netimmune-minimal.template.json").read_text())
+    functions = {name: resource["Properties"]["Environment"]["Variables"]
+                 for name, resource in sam["Resources"].items() if resource["Type"] == "AWS::Serverless::Function"}
+    assert functions["APIHandler"]["NETIMMUNE_ENDPOINT"] == ""
+    assert functions["VerifyWorker"]["NETIMMUNE_ENDPOINT"] == {
+        "Fn::Sub": "https://${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/v1"}
