@@ -112,7 +112,7 @@ def test_shipped_bootstrap_names_the_registry_with_https_first() -> None:
     assert rdap_base_urls("::ffff:23.0.0.1")[0] == "https://rdap.arin.net/registry/"
     assert rdap_base_urls("193.0.6.139") == ["https://rdap.db.ripe.net/"]
     assert rdap_base_urls("2001:200::1") == ["https://rdap.apnic.net/"]
-    assert rdap_base_urls("10.0.0.1") == []  # private use: no registry holds it (never contacted)
+    assert rdap_base_urls("127.0.0.1") == []  # loopback: no registry holds it
 
 
 def test_bootstrap_match_is_the_longest_prefix() -> None:
