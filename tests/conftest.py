@@ -1,6 +1,7 @@
 """Fixtures shared by every test folder: keys, a fixed clock, delegation factories."""
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -10,6 +11,22 @@ from chalicelib.protocol.keys import KeyPair
 from chalicelib.protocol.prefixes import parse_prefix
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def _drop_netimmune_settings() -> None:
+    for name in [name for name in os.environ if name.startswith("NETIMMUNE_")]:
+        del os.environ[name]
+
+
+def pytest_configure(config):
+    """No NETIMMUNE_* setting from the shell reaches the tests or the nodes they start."""
+    _drop_netimmune_settings()
+
+
+@pytest.fixture(autouse=True)
+def hermetic_environment():
+    """Nor one a test left behind (importing the app as Lambda's packager does sets some)."""
+    _drop_netimmune_settings()
 
 
 @pytest.fixture
