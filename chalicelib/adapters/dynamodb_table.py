@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -144,29 +144,30 @@ class DynamoDBTable:
         unique = [self.key(pk, sk) for pk, sk in dict.fromkeys(keys)]
         options = {"ConsistentRead": consistent, **self._expressions(None, ProjectionExpression=projection)}
         found: list[dict] = []
+
+        def get(request: dict) -> dict:
+            answer = self.client.batch_get_item(RequestItems=request)
+            found.extend(_item(item) for item in answer["Responses"].get(self.name, []))
+            return answer.get("UnprocessedKeys") or {}
+
         for start in range(0, len(unique), BATCH_GET_LIMIT):
-            request = {self.name: {"Keys": unique[start:start + BATCH_GET_LIMIT], **options}}
-            for attempt in range(self.batch_attempts):
-                answer = self.client.batch_get_item(RequestItems=request)
-                found.extend(_item(item) for item in answer["Responses"].get(self.name, []))
-                request = answer.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(min(1.0, 0.05 * 2 ** attempt))
-            if request:
-                raise UnprocessedItems(f"BatchGetItem on {self.name} still throttled after "
-                                       f"{self.batch_attempts} attempts")
+            self._until_processed("BatchGetItem", get,
+                                  {self.name: {"Keys": unique[start:start + BATCH_GET_LIMIT], **options}})
         return found
 
     def batch_delete(self, keys: Iterable[Key]) -> None:
         requests = [{"DeleteRequest": {"Key": self.key(pk, sk)}} for pk, sk in dict.fromkeys(keys)]
         for start in range(0, len(requests), BATCH_WRITE_LIMIT):
-            pending = {self.name: requests[start:start + BATCH_WRITE_LIMIT]}
-            for attempt in range(self.batch_attempts):
-                pending = self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                time.sleep(min(1.0, 0.05 * 2 ** attempt))
-            if pending:
-                raise UnprocessedItems(f"BatchWriteItem on {self.name} still throttled after "
-                                       f"{self.batch_attempts} attempts")
+            self._until_processed(
+                "BatchWriteItem",
+                lambda pending: self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {},
+                {self.name: requests[start:start + BATCH_WRITE_LIMIT]})
+
+    def _until_processed(self, operation: str, send: Callable[[dict], dict], request: dict) -> None:
+        """Send, then resend what DynamoDB left unprocessed, backing off; give up after batch_attempts."""
+        for attempt in range(self.batch_attempts):
+            request = send(request)
+            if not request:
+                return
+            time.sleep(min(1.0, 0.05 * 2 ** attempt))
+        raise UnprocessedItems(f"{operation} on {self.name} still throttled after {self.batch_attempts} attempts")
