@@ -21,17 +21,27 @@ from chalicelib.settings import Settings
 from chalicelib.wiring import JOB_IDEMPOTENCY, NodeHolder, build_node, run_job
 
 app = ThreadSafeChalice(app_name="netimmune")
+# Every answer is JSON or text: with no binary media types nothing is base64-encoded, and each request is
+# spared Chalice's comparisons of its content types against the sixteen defaults.
+app.api.binary_types = []
 current = NodeHolder(lambda: build_node(Settings.from_env()))
 log = logging.getLogger("netimmune.api")
 
 
-@app.middleware("all")
+def metrics_namespace() -> str | None:
+    return current.get().settings.metrics_namespace
+
+
+@app.middleware("http")
+def observe_request(request, get_response):
+    """Each request traced, logged and counted, its metrics flushed when it ends (chalicelib/observability.py)."""
+    return observability.observe_request(request, get_response, metrics_namespace)
+
+
+@app.middleware("sqs")
 def observe_invocation(event, get_response):
-    """Every handler traced, and its metrics flushed when it ends (chalicelib/observability.py)."""
-    return observability.observe_invocation(event, get_response, lambda: current.get().settings.metrics_namespace)
-
-
-app.register_middleware(observability.observe_request, "http")
+    """Each batch of jobs traced, its metrics flushed when it ends; the app has no other kind of handler."""
+    return observability.observe_invocation(event, get_response, metrics_namespace)
 
 MAX_JSON_BODY = 1024 * 1024
 MAX_REPORT_BODY = 512 * 1024

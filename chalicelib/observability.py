@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from datetime import datetime
 
 from aws_lambda_powertools import Logger, Tracer
@@ -52,6 +53,8 @@ class MetricCounts:
     def flush(self, namespace: str | None) -> None:
         """One EMF document per metric and dimension value, as CloudWatch wants; without a namespace the
         counts are dropped."""
+        if not self._counts:  # nothing counted, as on every referral: no lock taken
+            return
         with self._lock:
             counts, self._counts = self._counts, Counter()
         if not namespace:
@@ -118,23 +121,48 @@ def _error_code(answer) -> str:
         return "unknown"
 
 
+_correlation_id: ContextVar[str | None] = ContextVar(CORRELATION_ID, default=None)
+
+
+class _CorrelationStamp(logging.Filter):
+    """Puts the id of the request or job being handled on each record the JSON handler writes (the
+    formatter prints a record's extra attributes), so the id costs nothing unless a line is logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        correlation_id = _correlation_id.get()
+        if correlation_id is not None:
+            setattr(record, CORRELATION_ID, correlation_id)
+        return True
+
+
+logger.logger_handler.addFilter(_CorrelationStamp())
+
+
 @contextlib.contextmanager
 def correlated(correlation_id: str | None) -> Iterator[None]:
     """Every log line inside carries correlation_id (per thread: a local node serves several at once)."""
-    logger.thread_safe_append_keys(**{CORRELATION_ID: correlation_id})
+    token = _correlation_id.set(correlation_id)
     try:
         yield
     finally:
-        logger.thread_safe_remove_keys([CORRELATION_ID])
+        _correlation_id.reset(token)
 
 
 def observe_request(request: Request, get_response: Callable[[Request], Response],
-                    counts: MetricCounts = metrics) -> Response:
-    """HTTP middleware: a log line for the request under its id, and the reports its answer took or refused."""
+                    namespace: Callable[[], str | None], counts: MetricCounts = metrics) -> Response:
+    """HTTP middleware, the only one a request passes (every referral runs it, so it stays lean): traced and
+    its metrics flushed as any invocation, plus a log line under the request's id and the reports it took."""
+    return observe_invocation(request, lambda _: _logged_and_counted(request, get_response, counts), namespace,
+                              counts)
+
+
+def _logged_and_counted(request: Request, get_response: Callable[[Request], Response],
+                        counts: MetricCounts) -> Response:
     route = request.context.get("resourcePath", "")
     request_id = request.context.get("requestId") or getattr(request.lambda_context, "aws_request_id", None)
     started = time.perf_counter()
-    with correlated(request_id):
+    token = _correlation_id.set(request_id)
+    try:
         response = get_response(request)
         # referrals are the high-volume anonymous path, like DNS queries: logged only when debugging
         level = logging.DEBUG if route == REFER_ROUTE and response.status_code < 500 else logging.INFO
@@ -142,6 +170,8 @@ def observe_request(request: Request, get_response: Callable[[Request], Response
             logger.log(level, "request", extra={"method": request.method, "route": route,
                                                 "status": response.status_code,
                                                 "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
+    finally:
+        _correlation_id.reset(token)
     if request.method == "POST":
         for reason, number in report_outcomes(route, response.status_code, response.body).items():
             if reason is None:
@@ -153,7 +183,8 @@ def observe_request(request: Request, get_response: Callable[[Request], Response
 
 def observe_invocation(event, get_response: Callable, namespace: Callable[[], str | None],
                        counts: MetricCounts = metrics):
-    """Middleware for every handler: traced (inside Lambda), and the invocation's metrics flushed at its end."""
+    """Around every handler: traced (inside Lambda), and the invocation's metrics
+    flushed at its end."""
     trace = contextlib.nullcontext() if tracer.disabled else tracer.provider.in_subsegment(f"## {type(event).__name__}")
     with trace:
         try:
