@@ -4,12 +4,14 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from operator import itemgetter
 from http import HTTPStatus
 from urllib.parse import parse_qs, quote
 
 from chalice import Chalice
 from chalice.config import Config
-from chalice.local import LambdaEventConverter, LocalGateway, LocalGatewayException, MatchResult, RouteMatcher
+from chalice.local import (LambdaContext, LambdaEventConverter, LocalGateway, LocalGatewayException, MatchResult,
+                           RouteMatcher)
 
 MAX_BODY = 17 * 1024 * 1024
 PEER_HEADER = "x-netimmune-peer"
@@ -34,12 +36,18 @@ class ThreadSafeChalice(Chalice):
 
 
 class SplitRouteMatcher(RouteMatcher):
-    """Chalice's route matcher with each route split once instead of on every request: same order, same
-    answers (and a capture from a route that failed to match does not leak into the next one)."""
+    """Chalice's route matcher with each route split once, and only the routes with as many parts as the
+    path tried (no other can match), instead of every route split on every request: same order, same answers."""
 
     def __init__(self, route_urls: list[str]):
         super().__init__(route_urls)
-        self._routes = [(url, url.split("/")) for url in self.route_urls]
+        self._by_length: dict[int, list[tuple[str, itemgetter, object, tuple[tuple[int, str], ...]]]] = {}
+        for url in self.route_urls:
+            parts = url.split("/")
+            captures = tuple((index, part[1:-1]) for index, part in enumerate(parts)
+                             if part.startswith("{") and part.endswith("}"))
+            literal = itemgetter(*(index for index in range(len(parts)) if index not in dict(captures)))
+            self._by_length.setdefault(len(parts), []).append((url, literal, literal(parts), captures))
 
     def match_route(self, url: str) -> MatchResult:
         path, _, query = url.partition("?")
@@ -47,17 +55,9 @@ class SplitRouteMatcher(RouteMatcher):
         if path != "/" and path.endswith("/"):
             path = path[:-1]
         parts = path.split("/")
-        for route_url, route_parts in self._routes:
-            if len(route_parts) != len(parts):
-                continue
-            captured = {}
-            for given, pattern in zip(parts, route_parts):
-                if pattern.startswith("{") and pattern.endswith("}"):
-                    captured[pattern[1:-1]] = given
-                elif given != pattern:
-                    break
-            else:
-                return MatchResult(route_url, captured, query_params)
+        for route_url, literal, expected, captures in self._by_length.get(len(parts), ()):
+            if literal(parts) == expected:
+                return MatchResult(route_url, {name: parts[index] for index, name in captures}, query_params)
         raise ValueError(f"No matching route found for: {url}")
 
 
@@ -66,10 +66,24 @@ def _error(status: int, code: str, message: str) -> tuple[int, dict, bytes]:
         {"error": {"code": code, "message": message}}).encode()
 
 
+class WSGIGateway(LocalGateway):
+    """Chalice's local gateway with the split route matcher, and the Lambda context's settings read once:
+    the stock gateway looks each one up in its layered config on every request."""
+
+    def __init__(self, app: Chalice, config: Config):
+        super().__init__(app, config)
+        self.event_converter = LambdaEventConverter(SplitRouteMatcher(list(app.routes)), app.api.binary_types)
+        timeout = config.lambda_timeout or self.MAX_LAMBDA_EXECUTION_TIME
+        self._context_settings = {"function_name": config.function_name, "memory_size": config.lambda_memory_size,
+                                  "max_runtime_ms": timeout * 1000}
+
+    def _generate_lambda_context(self) -> LambdaContext:
+        return LambdaContext(**self._context_settings)
+
+
 class ChaliceWSGI:
     def __init__(self, app: Chalice, max_body: int = MAX_BODY):
-        self.gateway = LocalGateway(app, Config.create(lambda_timeout=60))
-        self.gateway.event_converter = LambdaEventConverter(SplitRouteMatcher(list(app.routes)), app.api.binary_types)
+        self.gateway = WSGIGateway(app, Config.create(lambda_timeout=60))
         self.max_body = max_body
 
     def __call__(self, environ, start_response):
