@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring_ascii as quoted
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -25,13 +26,14 @@ class Referral:
     match: DelegationMatch | None = None
 
     def to_json_text(self) -> str:
-        """The answer as JSON text, with the chain spliced in as stored: the refer route's hot path."""
-        head = {"answer": self.answer.value, "ip": self.ip, "ttl": self.ttl}
+        """The answer as JSON text, written out with the chain spliced in as stored: the refer route's hot path.
+        (`answer` and `ip` need no escaping: an enum value and an address this node printed.)"""
+        head = f'{{"answer": "{self.answer.value}", "ip": "{self.ip}", "ttl": {self.ttl:d}'
         if self.match is None:
-            return json.dumps(head)
+            return head + "}"
         fields = self.match.fields
-        head.update(prefix=fields["prefix"], endpoint=fields["endpoint"].rstrip("/"), holder=fields["holder"])
-        return json.dumps(head)[:-1] + ', "chain": ' + self.match.chain_text + "}"
+        return (f'{head}, "prefix": {quoted(fields["prefix"])}, "endpoint": {quoted(fields["endpoint"].rstrip("/"))}'
+                f', "holder": {quoted(fields["holder"])}, "chain": {self.match.chain_text}}}')
 
     def to_json(self) -> dict:
         return json.loads(self.to_json_text())
