@@ -15,6 +15,7 @@ from chalice.local import (LambdaContext, LambdaEventConverter, LocalGateway, Lo
 
 MAX_BODY = 17 * 1024 * 1024
 PEER_HEADER = "x-netimmune-peer"
+STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 
 class ThreadSafeChalice(Chalice):
@@ -88,7 +89,7 @@ class ChaliceWSGI:
 
     def __call__(self, environ, start_response):
         status, headers, body = self.handle(environ)
-        start_response(f"{status} {HTTPStatus(status).phrase}",
+        start_response(STATUS_LINES.get(status) or f"{status} Unknown",
                        [(name, str(value)) for name, value in headers.items()]
                        + [("Content-Length", str(len(body)))])
         return [body]
