@@ -1,6 +1,7 @@
 """The fast canonicaliser is byte-equal to the rfc8785 reference on report-shaped and arbitrary JSON."""
 from __future__ import annotations
 
+import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -44,3 +45,19 @@ def test_keys_sort_by_utf16_code_units_not_code_points():
 def test_integral_and_tiny_floats_take_the_reference_path():
     for value in (1.0, 1e21, 1e-7, -0.0, 5e-324):
         assert canonical_json([value]) == rfc8785.dumps([value])
+
+
+def test_a_lone_surrogate_is_refused_as_the_reference_refuses_it():
+    """orjson refuses it too; the fallback makes the refusal the reference's, so intake answers the same."""
+    for value in ("\ud800", {"note": "a\udc00"}):
+        with pytest.raises(rfc8785.CanonicalizationError):
+            rfc8785.dumps(value)
+        with pytest.raises(rfc8785.CanonicalizationError):
+            canonical_json(value)
+
+
+def test_nesting_deeper_than_orjson_accepts_takes_the_reference_path():
+    value: list = []
+    for _ in range(300):
+        value = [value]
+    assert canonical_json(value) == rfc8785.dumps(value)
