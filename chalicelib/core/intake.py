@@ -12,7 +12,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from ..protocol.endorsement import Standing, evaluate_credentials
 from ..protocol.encoding import format_time
@@ -27,6 +29,9 @@ from .verification import EVALUATE
 
 MAX_BATCH = 1000
 log = logging.getLogger("netimmune.intake")
+_ENVELOPE_REQUIRED = frozenset(("report", "signature"))
+_ENVELOPE_FIELDS = frozenset(("report", "signature", "credentials"))
+_ANONYMOUS = Standing()
 
 
 @dataclass(frozen=True)
@@ -42,76 +47,95 @@ class Answer:
         return cls(error.status, error.to_json(), error.headers)
 
 
-@dataclass(frozen=True)
-class Admitted:
-    report: Report
+class Admitted(NamedTuple):
+    """An envelope that passed every check: the record to store, and the answer once it is stored."""
+
     record: ReportRecord
-    standing: Standing
     answer: dict
 
 
-def _check_window(node: Node, report: Report, now: datetime) -> None:
-    limits = node.settings
-    if report.observed > now + timedelta(minutes=limits.max_future_minutes):
-        raise Unprocessable(f"timestamp {report.body['timestamp']} is more than {limits.max_future_minutes} "
-                            "minutes in the future", code="timestamp_in_future")
-    if report.observed < now - timedelta(days=limits.max_age_days):
+class Checks:
+    """Every check of one envelope, with what a whole batch shares worked out once: the time window, the
+    received stamp, and one ownership lookup per address held (a batch often names one address many times)."""
+
+    def __init__(self, node: Node, now: datetime):
+        limits = node.settings
+        self.node, self.now, self.anchor = node, now, node.anchor
+        self.latest = now + timedelta(minutes=limits.max_future_minutes)
+        self.earliest = now - timedelta(days=limits.max_age_days)
+        self.received = format_time(now)
+        self.held: set[str] = set()                 # addresses this node takes reports for
+        self.referred: dict[str, Referral] = {}     # and the referral for those it does not
+
+    def admit(self, envelope: Any) -> Admitted:
+        """Raises the refusal; stores nothing."""
+        if not isinstance(envelope, dict) or not _ENVELOPE_REQUIRED <= envelope.keys() <= _ENVELOPE_FIELDS:
+            raise BadRequest("an envelope is an object with report, signature and optional credentials",
+                             code="bad_envelope")
+        credentials = envelope.get("credentials") or []
+        if not isinstance(credentials, list) or len(credentials) > 10:
+            raise BadRequest("credentials must be a list of at most 10 signed documents", code="bad_envelope")
+        try:
+            message = canonical_bytes(envelope["report"])
+        except CanonicalizationError as exc:
+            raise Unauthorized(f"report signature refused: cannot canonicalize the report: {exc}",
+                               code="bad_signature") from None
+        signature = envelope["signature"]
+        problem = bytes_signature_problem(message, signature)
+        if problem:
+            raise Unauthorized(f"report signature refused: {problem}", code="bad_signature")
+        try:
+            report = parse_report(envelope["report"])
+        except ReportError as exc:
+            kind = PayloadTooLarge if exc.code == "evidence_too_large" else BadRequest
+            raise kind(str(exc), code=exc.code) from None
+        self._check_window(report)
+        ip = str(report.ip)
+        self._check_ownership(report, ip)
+        reporter = signature["key"]
+        standing = evaluate_credentials(credentials, reporter, self.anchor, self.now) if credentials else _ANONYMOUS
+        category = report.category.slug
+        answer = {"report_id": report.report_id, "status": "received", "ip": ip, "category": category,
+                  "received": self.received, "rank": standing.rank}
+        if standing.problem:
+            answer["credentials_ignored"] = standing.problem
+        # stored as signed: the canonical report (what the signature covers) beside the signature itself,
+        # whose values are ASCII (they decoded as base64url) and so safe for orjson
+        stored = '{"report":' + message.decode() + ',"signature":' + orjson.dumps(signature).decode() + (
+            ',"credentials":' + json.dumps(credentials) if credentials else "") + "}"
+        record = ReportRecord(report.report_id, hashlib.sha256(message).hexdigest(), ip, category, reporter,
+                              standing.rank, report.observed, self.now, stored, orjson.dumps(answer).decode())
+        return Admitted(record, answer)
+
+    def _check_window(self, report: Report) -> None:
+        if self.earliest <= report.observed <= self.latest:
+            return
+        limits = self.node.settings
+        if report.observed > self.latest:
+            raise Unprocessable(f"timestamp {report.body['timestamp']} is more than {limits.max_future_minutes} "
+                                "minutes in the future", code="timestamp_in_future")
         raise Unprocessable(f"timestamp {report.body['timestamp']} is older than {limits.max_age_days} days",
                             code="timestamp_too_old")
 
+    def _check_ownership(self, report: Report, ip: str) -> None:
+        if ip in self.held:
+            return
+        referral = self.referred.get(ip)
+        if referral is None:
+            refuse_special(report.ip, self.node.settings.dev_mode)
+            match = self.node.delegations.longest_match(report.ip)
+            if match is not None and match.role is Role.HELD:
+                self.held.add(ip)
+                return
+            referral = self.referred[ip] = refer_address(self.node, report.ip)
+        where = ("a child node takes reports for it; follow the referral" if referral.match is not None
+                 else "it is outside this node's space; resolve it from the root")
+        raise Misdirected(f"this node does not take reports for {ip}: {where}", body=referral.to_json())
 
-def _check_ownership(node: Node, report: Report, referrals: dict[str, Referral]) -> None:
-    refuse_special(report.ip, node.settings.dev_mode)
-    key = str(report.ip)
-    if key not in referrals:   # a batch often names one address many times: one lookup for all
-        referrals[key] = refer_address(node, report.ip)
-    referral = referrals[key]
-    if referral.match is not None and referral.match.role is Role.HELD:
-        return
-    where = ("a child node takes reports for it; follow the referral" if referral.match is not None
-             else "it is outside this node's space; resolve it from the root")
-    raise Misdirected(f"this node does not take reports for {report.ip}: {where}", body=referral.to_json())
 
-
-def admit(node: Node, envelope: Any, now: datetime, referrals: dict[str, Referral] | None = None,
-          received: str | None = None) -> Admitted:
+def admit(node: Node, envelope: Any, now: datetime) -> Admitted:
     """Every check of one envelope; raises the refusal, stores nothing."""
-    if not isinstance(envelope, dict) or not {"report", "signature"} <= set(envelope) \
-            or not set(envelope) <= {"report", "signature", "credentials"}:
-        raise BadRequest("an envelope is an object with report, signature and optional credentials",
-                         code="bad_envelope")
-    credentials = envelope.get("credentials") or []
-    if not isinstance(credentials, list) or len(credentials) > 10:
-        raise BadRequest("credentials must be a list of at most 10 signed documents", code="bad_envelope")
-    try:
-        message = canonical_bytes(envelope["report"])
-    except CanonicalizationError as exc:
-        raise Unauthorized(f"report signature refused: cannot canonicalize the report: {exc}",
-                           code="bad_signature") from None
-    problem = bytes_signature_problem(message, envelope["signature"])
-    if problem:
-        raise Unauthorized(f"report signature refused: {problem}", code="bad_signature")
-    try:
-        report = parse_report(envelope["report"])
-    except ReportError as exc:
-        kind = PayloadTooLarge if exc.code == "evidence_too_large" else BadRequest
-        raise kind(str(exc), code=exc.code) from None
-    _check_window(node, report, now)
-    _check_ownership(node, report, {} if referrals is None else referrals)
-    reporter = envelope["signature"]["key"]
-    standing = evaluate_credentials(credentials, reporter, node.anchor, now)
-    answer = {"report_id": report.report_id, "status": "received", "ip": str(report.ip),
-              "category": report.category.slug, "received": received or format_time(now), "rank": standing.rank}
-    if standing.problem:
-        answer["credentials_ignored"] = standing.problem
-    # stored as signed: the canonical report (what the signature covers) beside the signature itself
-    stored = '{"report":' + message.decode() + ',"signature":' + json.dumps(envelope["signature"]) + (
-        ',"credentials":' + json.dumps(credentials) if credentials else "") + "}"
-    record = ReportRecord(
-        report_id=report.report_id, digest=hashlib.sha256(message).hexdigest(), ip=str(report.ip),
-        category=report.category.slug, reporter=reporter, rank=standing.rank, observed=report.observed,
-        received=now, envelope_json=stored, answer_json=json.dumps(answer, separators=(",", ":")))
-    return Admitted(report, record, standing, answer)
+    return Checks(node, now).admit(envelope)
 
 
 def limit_client(node: Node, client: str) -> None:
@@ -128,11 +152,10 @@ def submit(node: Node, envelopes: Sequence[Any]) -> list[Answer]:
     now = node.clock.now()
     answers: list[Answer | None] = [None] * len(envelopes)
     admitted: dict[int, Admitted] = {}
-    referrals: dict[str, Referral] = {}
-    received = format_time(now)
+    checks = Checks(node, now)
     for index, envelope in enumerate(envelopes):
         try:
-            admitted[index] = admit(node, envelope, now, referrals, received)
+            admitted[index] = checks.admit(envelope)
         except NodeError as error:
             answers[index] = Answer.refusal(error)
     per_key = Counter(item.record.reporter for item in admitted.values())
@@ -157,7 +180,7 @@ def submit(node: Node, envelopes: Sequence[Any]) -> list[Answer]:
     for index, (outcome, answer_json) in zip(order, outcomes):
         if outcome is Outcome.CONFLICT:
             answers[index] = Answer.refusal(Conflict(
-                f"report_id {admitted[index].report.report_id} was already used for a different report",
+                f"report_id {admitted[index].record.report_id} was already used for a different report",
                 code="replay_conflict"))
         elif outcome is Outcome.NEW:
             answers[index] = Answer(202, admitted[index].answer)

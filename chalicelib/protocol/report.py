@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,9 @@ MAX_EVIDENCE_BYTES = 256 * 1024
 MAX_TEXT = 4096
 REQUIRED = ("xarf_version", "report_id", "timestamp", "reporter", "source_identifier", "category", "type")
 OPTIONAL = ("source_port", "evidence", "confidence", "tags", "description", "service")
+_REQUIRED = frozenset(REQUIRED)
+_KNOWN = frozenset(REQUIRED + OPTIONAL)
+_UUID_TEXT = re.compile("[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class ReportError(ValueError):
@@ -89,16 +93,35 @@ def _text(body: dict, field: str, limit: int = MAX_TEXT) -> str:
     return value
 
 
+def _report_id(body: dict) -> str:
+    """The UUID in canonical (lower-case) form; the regular expression takes the common case fast."""
+    text = body["report_id"]
+    if type(text) is str and _UUID_TEXT.fullmatch(text):
+        return text.lower()
+    try:
+        report_id = str(uuid.UUID(_text(body, "report_id", 36)))
+    except ValueError:
+        raise ReportError("bad_field", "report_id must be a UUID") from None
+    if report_id != text.lower():
+        raise ReportError("bad_field", "report_id must be a UUID in its canonical form")
+    return report_id
+
+
 def _category(body: dict) -> Category:
     tags = body.get("tags", [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) and len(t) <= 200 for t in tags) or len(tags) > 32:
+    if not isinstance(tags, list) or len(tags) > 32:
         raise ReportError("bad_field", "tags must be a list of at most 32 short strings")
-    named = [t[len(CATEGORY_TAG):] for t in tags if t.startswith(CATEGORY_TAG)]
+    named = []
+    for tag in tags:
+        if not isinstance(tag, str) or len(tag) > 200:
+            raise ReportError("bad_field", "tags must be a list of at most 32 short strings")
+        if tag.startswith(CATEGORY_TAG):
+            named.append(tag[len(CATEGORY_TAG):])
     if len(named) != 1 or named[0] not in CATEGORIES:
         raise ReportError("bad_category", f"tags must name exactly one category as {CATEGORY_TAG}<category> "
                           f"(one of {', '.join(sorted(CATEGORIES))})")
     category = CATEGORIES[named[0]]
-    if (body["category"], body["type"]) != (category.xarf_category, category.xarf_type):
+    if body["category"] != category.xarf_category or body["type"] != category.xarf_type:
         raise ReportError("bad_category", f"X-ARF category/type {body['category']}/{body['type']} does not "
                           f"match {category.slug} ({category.xarf_category}/{category.xarf_type})")
     return category
@@ -124,30 +147,33 @@ def _evidence_size(items: Any) -> int:
     return total
 
 
+def _reporter_problem(reporter: Any) -> bool:
+    if not isinstance(reporter, dict):
+        return True
+    get = reporter.get
+    return not (isinstance(get("org", ""), str) and isinstance(get("contact", ""), str)
+                and isinstance(get("domain", ""), str))
+
+
 def parse_report(body: Any) -> Report:
     """Check every format rule of a report body; the signature is checked separately, before this."""
     if not isinstance(body, dict):
         raise ReportError("bad_report", "report must be an object")
-    missing = [f for f in REQUIRED if f not in body]
-    unknown = sorted(set(body) - set(REQUIRED) - set(OPTIONAL))
-    if missing or unknown:
+    fields = body.keys()
+    if not (fields >= _REQUIRED and fields <= _KNOWN):
+        missing = [f for f in REQUIRED if f not in body]
+        unknown = sorted(fields - _KNOWN)
         raise ReportError("bad_report", "report " + "; ".join(
             ([f"lacks {', '.join(missing)}"] if missing else []) + ([f"has unknown {', '.join(unknown)}"] if unknown else [])))
     if body["xarf_version"] != XARF_VERSION:
         raise ReportError("bad_version", f"xarf_version must be {XARF_VERSION}")
-    try:
-        report_id = str(uuid.UUID(_text(body, "report_id", 36)))
-    except ValueError:
-        raise ReportError("bad_field", "report_id must be a UUID") from None
-    if report_id != body["report_id"].lower():
-        raise ReportError("bad_field", "report_id must be a UUID in its canonical form")
+    report_id = _report_id(body)
     try:
         ip = parse_ip(_text(body, "source_identifier", 64))
         observed = parse_time(body["timestamp"])
     except (AddressError, EncodingError) as exc:
         raise ReportError("bad_field", str(exc)) from None
-    reporter = body["reporter"]
-    if not isinstance(reporter, dict) or not all(isinstance(reporter.get(k, ""), str) for k in ("org", "contact", "domain")):
+    if _reporter_problem(body["reporter"]):
         raise ReportError("bad_field", "reporter must be an object with org, contact and domain strings")
     port = body.get("source_port")
     if port is not None and (type(port) is not int or not 0 <= port <= 65535):

@@ -10,6 +10,7 @@ from .encoding import EncodingError, b64url_decode, b64url_encode
 from .keys import InvalidKey, KeyPair, parse_public_key, verify_raw
 
 ALGORITHM = "ed25519"
+_SIGNATURE_FIELDS = {"alg", "key", "sig"}
 
 
 class CanonicalizationError(ValueError):
@@ -39,7 +40,7 @@ def signature_problem(obj: Any, signature: Any, signer: str | None = None) -> st
 
 def bytes_signature_problem(message: bytes, signature: Any, signer: str | None = None) -> str | None:
     """The same check over canonical bytes the caller already has (intake needs them for the digest too)."""
-    if not isinstance(signature, dict) or set(signature) != {"alg", "key", "sig"}:
+    if not isinstance(signature, dict) or signature.keys() != _SIGNATURE_FIELDS:
         return "signature must be an object with exactly alg, key and sig"
     if signature["alg"] != ALGORITHM:
         return f"unsupported signature algorithm {signature['alg']!r}"
