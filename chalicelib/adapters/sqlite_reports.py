@@ -9,6 +9,10 @@ from datetime import datetime, timezone
 from ..core.ports import Case, Contribution, Outcome, ReportRecord
 from .sqlite_db import SQLiteDatabase
 
+# Laid out for batch intake, where each page a commit touches is written twice (to the WAL, then by the
+# checkpoint): cases, contributions and rate windows are keyed by what they are looked up by, without a
+# rowid, and reports are indexed by case without the time. Files made before keep the layout they were
+# made with (CREATE ... IF NOT EXISTS): the statements below work on both.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reports (
     report_id TEXT PRIMARY KEY,
@@ -22,7 +26,7 @@ CREATE TABLE IF NOT EXISTS reports (
     envelope TEXT NOT NULL,
     answer TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS reports_by_case ON reports (ip, category, received);
+CREATE INDEX IF NOT EXISTS reports_by_case ON reports (ip, category);
 CREATE TABLE IF NOT EXISTS cases (
     ip TEXT NOT NULL,
     category TEXT NOT NULL,
@@ -34,7 +38,7 @@ CREATE TABLE IF NOT EXISTS cases (
     verification TEXT,
     threshold_fired INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (ip, category)
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS cases_by_status ON cases (status, last_seen);
 CREATE TABLE IF NOT EXISTS contributions (
     ip TEXT NOT NULL,
@@ -45,7 +49,7 @@ CREATE TABLE IF NOT EXISTS contributions (
     counted_at REAL NOT NULL,
     reports INTEGER NOT NULL,
     PRIMARY KEY (ip, category, reporter)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS reporters (
     key TEXT PRIMARY KEY,
     reputation REAL NOT NULL DEFAULT 1.0,
@@ -57,23 +61,24 @@ CREATE TABLE IF NOT EXISTS rate_windows (
     bucket TEXT PRIMARY KEY,
     window_start INTEGER NOT NULL,
     count INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 """
 
 _COUNT_CONTRIBUTION = """
 INSERT INTO contributions (ip, category, reporter, rank, observed, counted_at, reports)
-VALUES (:ip, :category, :reporter, :rank, :observed, :counted, 1)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)
 ON CONFLICT (ip, category, reporter) DO UPDATE SET
     reports = reports + 1,
-    rank = CASE WHEN excluded.counted_at >= counted_at + :window THEN excluded.rank ELSE rank END,
-    observed = CASE WHEN excluded.counted_at >= counted_at + :window THEN excluded.observed ELSE observed END,
-    counted_at = CASE WHEN excluded.counted_at >= counted_at + :window THEN excluded.counted_at ELSE counted_at END
+    rank = CASE WHEN excluded.counted_at >= counted_at + ?7 THEN excluded.rank ELSE rank END,
+    observed = CASE WHEN excluded.counted_at >= counted_at + ?7 THEN excluded.observed ELSE observed END,
+    counted_at = CASE WHEN excluded.counted_at >= counted_at + ?7 THEN excluded.counted_at ELSE counted_at END
 """
 
+# One row per case per batch: `reports` new reports, first received at first_seen, last at last_seen
 _OPEN_CASE = """
-INSERT INTO cases (ip, category, status, first_seen, last_seen, reports) VALUES (?, ?, 'received', ?, ?, 1)
+INSERT INTO cases (ip, category, status, first_seen, last_seen, reports) VALUES (?, ?, 'received', ?, ?, ?)
 ON CONFLICT (ip, category) DO UPDATE SET
-    reports = reports + 1,
+    reports = reports + excluded.reports,
     last_seen = MAX(last_seen, excluded.last_seen),
     status = CASE WHEN status = 'resolved' AND excluded.last_seen > resolved_at THEN 'received' ELSE status END
 """
@@ -93,7 +98,7 @@ class SQLiteReportStore:
         db.ensure_schema(SCHEMA)
 
     def record_reports(self, records: Sequence[ReportRecord], count_window_seconds: int) -> list[tuple[Outcome, str]]:
-        """One transaction, one statement per kind of row for the whole batch (executemany)."""
+        """One transaction, one statement per kind of row for the whole batch (executemany), one row per case."""
         results: list[tuple[Outcome, str]] = []
         with self.db.transaction() as conn:
             known = self._known(conn, [r.report_id for r in records])
@@ -106,16 +111,23 @@ class SQLiteReportStore:
                 known[record.report_id] = (record.digest, record.answer_json)
                 fresh.append(record)
                 results.append((Outcome.NEW, record.answer_json))
-            conn.executemany("INSERT INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-                (r.report_id, r.digest, r.ip, r.category, r.reporter, r.rank, _epoch(r.observed), _epoch(r.received),
-                 r.envelope_json, r.answer_json) for r in fresh])
-            conn.executemany(_OPEN_CASE, [(r.ip, r.category, _epoch(r.received), _epoch(r.received)) for r in fresh])
+            rows, cases, contributions = [], {}, []
+            for r in fresh:
+                observed, received = r.observed.timestamp(), r.received.timestamp()
+                rows.append((r.report_id, r.digest, r.ip, r.category, r.reporter, r.rank, observed, received,
+                             r.envelope_json, r.answer_json))
+                case = cases.get((r.ip, r.category))
+                if case is None:
+                    cases[r.ip, r.category] = [r.ip, r.category, received, received, 1]
+                else:
+                    case[3] = max(case[3], received)
+                    case[4] += 1
+                contributions.append((r.ip, r.category, r.reporter, r.rank, observed, received, count_window_seconds))
+            conn.executemany("INSERT INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany(_OPEN_CASE, cases.values())
             conn.executemany("INSERT INTO reporters (key) VALUES (?) ON CONFLICT (key) DO NOTHING",
                              [(key,) for key in dict.fromkeys(r.reporter for r in fresh)])
-            conn.executemany(_COUNT_CONTRIBUTION, [
-                {"ip": r.ip, "category": r.category, "reporter": r.reporter, "rank": r.rank,
-                 "observed": _epoch(r.observed), "counted": _epoch(r.received), "window": count_window_seconds}
-                for r in fresh])
+            conn.executemany(_COUNT_CONTRIBUTION, contributions)
         return results
 
     @staticmethod
@@ -141,7 +153,7 @@ class SQLiteReportStore:
 
     def case_reports(self, ip: str, category: str) -> list[ReportRecord]:
         rows = self.db.connection.execute(
-            "SELECT * FROM reports WHERE ip = ? AND category = ? ORDER BY received", (ip, category))
+            "SELECT * FROM reports WHERE ip = ? AND category = ? ORDER BY received, rowid", (ip, category))
         return [self._report(row) for row in rows]
 
     def get_case(self, ip: str, category: str) -> Case | None:
@@ -205,3 +217,4 @@ class SQLiteReportStore:
                     "RETURNING bucket, count", [value for bucket, count in chunk for value in (bucket, start, count)])
                 used.update(rows.fetchall())
         return {bucket: None if used[bucket] <= limit else wait for bucket in counts}
+

@@ -86,3 +86,4 @@ def test_rate_windows_count_and_say_how_long_to_wait(report_store):
     answer = report_store.take({"key:a": 1, "key:b": 4}, 5, 60, NOW)
     assert answer["key:b"] is None and 1 <= answer["key:a"] <= 61
     assert report_store.take({"key:a": 1}, 5, 60, NOW + timedelta(seconds=60)) == {"key:a": None}
+
