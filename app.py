@@ -65,7 +65,9 @@ def api(path: str, methods: tuple[str, ...] = ("GET",)):
             except Exception:  # an unexpected fault: logged with its trace, answered without it
                 log.exception("unhandled error in %s", path)
                 return json_response({"error": {"code": "internal", "message": "internal error"}}, 500)
-        return app.route(path, methods=list(methods))(handle)
+        # only a request with a body has its content type checked (Chalice checks every one by default)
+        content_types = ["application/json"] if {"POST", "PUT"} & set(methods) else []
+        return app.route(path, methods=list(methods), content_types=content_types)(handle)
     return register
 
 

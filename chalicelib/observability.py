@@ -34,6 +34,7 @@ REPORT_ROUTES = frozenset({"/v1/reports", "/v1/reports/batch"})
 REFER_ROUTE = "/v1/refer/{ip}"
 
 logger = Logger(service=SERVICE)
+_levels = logging.getLogger(SERVICE)  # the logger powertools writes through; asked directly, not via its proxy
 tracer = Tracer(service=SERVICE)
 
 Dimensions = tuple[tuple[str, str], ...]
@@ -166,7 +167,7 @@ def _logged_and_counted(request: Request, get_response: Callable[[Request], Resp
         response = get_response(request)
         # referrals are the high-volume anonymous path, like DNS queries: logged only when debugging
         level = logging.DEBUG if route == REFER_ROUTE and response.status_code < 500 else logging.INFO
-        if logger.isEnabledFor(level):
+        if _levels.isEnabledFor(level):
             logger.log(level, "request", extra={"method": request.method, "route": route,
                                                 "status": response.status_code,
                                                 "duration_ms": round((time.perf_counter() - started) * 1000, 1)})

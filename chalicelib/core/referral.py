@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from json.encoder import encode_basestring_ascii as quoted
-from dataclasses import dataclass
+from typing import NamedTuple
 from enum import StrEnum
 
 from ..protocol.prefixes import IPAddress
@@ -18,8 +18,9 @@ class Answer(StrEnum):
     NONE = "none"                    # outside this node's space
 
 
-@dataclass(frozen=True)
-class Referral:
+class Referral(NamedTuple):
+    """An answer to a refer (a tuple: cheap to build on the route every referral takes)."""
+
     answer: Answer
     ip: str
     ttl: int

@@ -93,9 +93,11 @@ SPECIAL_PURPOSE: tuple[tuple[IPNetwork, str], ...] = tuple(
 )
 
 
-# The same ranges as integer bounds, checked on every refer and report: a few comparisons, no objects.
-_SPECIAL_BOUNDS = tuple((reserved.version, int(reserved.network_address), int(reserved.broadcast_address), name)
-                        for reserved, name in SPECIAL_PURPOSE)
+# The same ranges as integer bounds per IP version, checked on every refer and report: a few comparisons,
+# no objects.
+_SPECIAL_BOUNDS = {version: tuple((int(reserved.network_address), int(reserved.broadcast_address), name)
+                                  for reserved, name in SPECIAL_PURPOSE if reserved.version == version)
+                   for version in (4, 6)}
 
 
 def special_purpose(target: IPAddress | IPNetwork) -> str | None:
@@ -109,7 +111,7 @@ def special_purpose(target: IPAddress | IPNetwork) -> str | None:
     else:
         version, first = target.version, int(target)
         last = first
-    for reserved_version, low, high, name in _SPECIAL_BOUNDS:
-        if reserved_version == version and low <= first and last <= high:
+    for low, high, name in _SPECIAL_BOUNDS[version]:
+        if low <= first and last <= high:
             return name
     return None
