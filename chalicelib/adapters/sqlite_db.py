@@ -39,11 +39,16 @@ class SQLiteDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT. Inside another transaction of this thread it is a savepoint instead: the
+        writes of several stores then commit once (one sync to disk), and a failure inside undoes only its own."""
         conn = self.connection
-        conn.execute("BEGIN IMMEDIATE")
+        nested = conn.in_transaction
+        conn.execute("SAVEPOINT nested" if nested else "BEGIN IMMEDIATE")
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK TO nested" if nested else "ROLLBACK")
+            if nested:
+                conn.execute("RELEASE nested")
             raise
-        conn.execute("COMMIT")
+        conn.execute("RELEASE nested" if nested else "COMMIT")

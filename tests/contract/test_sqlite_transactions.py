@@ -1,0 +1,44 @@
+"""SQLite transactions nest as savepoints: several stores' writes commit once, and a failure inside undoes
+only its own writes."""
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.adapters.sqlite_db import SQLiteDatabase
+
+
+@pytest.fixture
+def db(tmp_path):
+    return SQLiteDatabase(tmp_path / "t.db", "CREATE TABLE IF NOT EXISTS t (v TEXT)")
+
+
+def values(db) -> list[str]:
+    return [row[0] for row in db.connection.execute("SELECT v FROM t ORDER BY v")]
+
+
+def test_inner_transaction_commits_with_the_outer_one(db):
+    commits = []
+    db.connection.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO t VALUES ('outer')")
+        with db.transaction() as inner:
+            inner.execute("INSERT INTO t VALUES ('inner')")
+    assert values(db) == ["inner", "outer"] and commits == ["COMMIT"]
+
+
+def test_failure_inside_undoes_only_the_inner_writes(db):
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO t VALUES ('outer')")
+        with pytest.raises(RuntimeError), db.transaction() as inner:
+            inner.execute("INSERT INTO t VALUES ('inner')")
+            raise RuntimeError("inner fails")
+        conn.execute("INSERT INTO t VALUES ('after')")
+    assert values(db) == ["after", "outer"]
+
+
+def test_failure_of_the_outer_transaction_undoes_the_inner_writes_too(db):
+    with pytest.raises(RuntimeError), db.transaction() as conn:
+        with db.transaction() as inner:
+            inner.execute("INSERT INTO t VALUES ('inner')")
+        raise RuntimeError("outer fails")
+    assert values(db) == [] and not db.connection.in_transaction
