@@ -71,7 +71,8 @@ def sqlite_ports(settings: Settings, clock) -> dict:
     db = SQLiteDatabase(settings.db_path)
     return {"delegations": SQLiteDelegationStore(db), "tokens": SQLiteTokenStore(db),
             "reports": SQLiteReportStore(db), "verifications": SQLiteVerificationStore(db),
-            "queue": SQLiteJobQueue(db, clock=clock), "notifier": build_notifier(settings, clock)}
+            "queue": SQLiteJobQueue(db, clock=clock), "notifier": build_notifier(settings, clock),
+            "unit_of_work": db.transaction}
 
 
 def aws_ports(settings: Settings) -> dict:

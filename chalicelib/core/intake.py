@@ -146,7 +146,8 @@ def limit_client(node: Node, client: str) -> None:
 
 
 def submit(node: Node, envelopes: Sequence[Any]) -> list[Answer]:
-    """Admit, rate-limit per reporter key, and record a batch of envelopes in one transaction.
+    """Admit, rate-limit per reporter key, and record a batch of envelopes; the rate windows, the reports and
+    their policy job commit together where the ports share a database.
 
     Policy runs afterwards from one job per batch, so intake answers as soon as the reports are safe."""
     now = node.clock.now()
@@ -158,25 +159,26 @@ def submit(node: Node, envelopes: Sequence[Any]) -> list[Answer]:
             admitted[index] = checks.admit(envelope)
         except NodeError as error:
             answers[index] = Answer.refusal(error)
-    per_key = Counter(item.record.reporter for item in admitted.values())
-    waits = node.reports.take({f"key:{key}": count for key, count in per_key.items()},
-                              node.settings.key_rate_per_minute, 60, now)
-    for index, item in list(admitted.items()):
-        retry = waits[f"key:{item.record.reporter}"]
-        if retry is not None:
-            answers[index] = Answer.refusal(TooManyRequests(
-                f"reporter key {item.record.reporter[:20]}… sent too many reports; retry in {retry} s", retry))
-            del admitted[index]
-    order = list(admitted)
-    outcomes = node.reports.record_reports([admitted[i].record for i in order],
-                                           int(node.tally.count_window_hours * 3600))
-    fresh = sorted({(admitted[i].record.ip, admitted[i].record.category)
-                    for i, (outcome, _) in zip(order, outcomes) if outcome is Outcome.NEW})
-    if fresh:
-        try:
-            node.queue.enqueue(EVALUATE, {"cases": [list(case) for case in fresh]})
-        except Exception:  # the reports are stored and answered; policy runs again on the next report
-            log.exception("could not queue policy evaluation for %d case(s)", len(fresh))
+    with node.unit_of_work():  # rate windows, reports and the policy job: one commit where the ports allow
+        per_key = Counter(item.record.reporter for item in admitted.values())
+        waits = node.reports.take({f"key:{key}": count for key, count in per_key.items()},
+                                  node.settings.key_rate_per_minute, 60, now)
+        for index, item in list(admitted.items()):
+            retry = waits[f"key:{item.record.reporter}"]
+            if retry is not None:
+                answers[index] = Answer.refusal(TooManyRequests(
+                    f"reporter key {item.record.reporter[:20]}… sent too many reports; retry in {retry} s", retry))
+                del admitted[index]
+        order = list(admitted)
+        outcomes = node.reports.record_reports([admitted[i].record for i in order],
+                                               int(node.tally.count_window_hours * 3600))
+        fresh = sorted({(admitted[i].record.ip, admitted[i].record.category)
+                        for i, (outcome, _) in zip(order, outcomes) if outcome is Outcome.NEW})
+        if fresh:
+            try:
+                node.queue.enqueue(EVALUATE, {"cases": [list(case) for case in fresh]})
+            except Exception:  # the reports are stored and answered; policy runs again on the next report
+                log.exception("could not queue policy evaluation for %d case(s)", len(fresh))
     for index, (outcome, answer_json) in zip(order, outcomes):
         if outcome is Outcome.CONFLICT:
             answers[index] = Answer.refusal(Conflict(

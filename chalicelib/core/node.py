@@ -1,7 +1,8 @@
 """A node: its key, its settings and the ports it works through, as the wiring function assembled them."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from ..protocol.keys import KeyPair
@@ -27,6 +28,9 @@ class Node:
     tally: TallyRules
     webhook_sender: WebhookSender | None = None     # None where no policy names a webhook
     webhook_secrets: Mapping[str, str] = field(default_factory=dict)   # webhook name → shared secret
+    # One commit for the writes several ports make for one request, where they share a database (SQLite);
+    # on AWS, DynamoDB and SQS share no transaction and each write stands alone.
+    unit_of_work: Callable[[], AbstractContextManager] = nullcontext
 
     @property
     def anchor(self) -> str:

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from chalicelib.core import intake
 from chalicelib.protocol.categories import by_slug
 from chalicelib.protocol.endorsement import issue_endorsement
 from chalicelib.protocol.keys import KeyPair
@@ -234,3 +235,25 @@ def test_cases_need_a_reader_token_and_show_the_evidence(isp):
     assert isp.call("GET", "/v1/cases/127.0.0.9", token=isp.token("appliance"))[0] == 403
     case = isp.call("GET", "/v1/cases/127.0.0.9", token=isp.token("reader"))[1]["cases"][0]
     assert case["evidence_reports"][0]["report"]["evidence"][0]["description"] == "proxy log"
+
+
+def test_a_batch_its_rate_windows_and_its_policy_job_commit_once(isp):
+    """One sync to disk per batch, and no window in which the reports are stored but their policy job is not."""
+    statements = []
+    isp.node.reports.db.connection.set_trace_callback(statements.append)
+    sent = [envelope(ip=f"127.0.0.{n}") for n in range(1, 6)]
+    assert [a.status for a in intake.submit(isp.node, sent)] == [202] * 5
+    isp.node.reports.db.connection.set_trace_callback(None)
+    assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]
+    assert len(isp.node.queue.lease("test", 10, 60, NOW)) == 1
+
+
+def test_reports_refused_by_the_store_leave_no_rate_count_and_no_policy_job(isp, monkeypatch):
+    def fail(*_):
+        raise OSError("disk full")
+    monkeypatch.setattr(isp.node.reports, "record_reports", fail)
+    with pytest.raises(OSError):
+        intake.submit(isp.node, [envelope()])
+    # the refused report was not counted against its key: one more fits under a limit of one
+    assert isp.node.reports.take({f"key:{REPORTER.public}": 1}, 1, 60, NOW) == {f"key:{REPORTER.public}": None}
+    assert isp.node.queue.lease("test", 10, 60, NOW) == []
