@@ -184,8 +184,7 @@ def _logged_and_counted(request: Request, get_response: Callable[[Request], Resp
 
 def observe_invocation(event, get_response: Callable, namespace: Callable[[], str | None],
                        counts: MetricCounts = metrics):
-    """Around every handler: traced (inside Lambda), and the invocation's metrics
-    flushed at its end."""
+    """Around every handler: traced (inside Lambda), and the invocation's metrics flushed at its end."""
     trace = contextlib.nullcontext() if tracer.disabled else tracer.provider.in_subsegment(f"## {type(event).__name__}")
     with trace:
         try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from operator import itemgetter
 from http import HTTPStatus
+from operator import itemgetter
 from urllib.parse import parse_qs, quote
 
 from chalice import Chalice
