@@ -162,8 +162,7 @@ def _logged_and_counted(request: Request, get_response: Callable[[Request], Resp
     route = request.context.get("resourcePath", "")
     request_id = request.context.get("requestId") or getattr(request.lambda_context, "aws_request_id", None)
     started = time.perf_counter()
-    token = _correlation_id.set(request_id)
-    try:
+    with correlated(request_id):
         response = get_response(request)
         # referrals are the high-volume anonymous path, like DNS queries: logged only when debugging
         level = logging.DEBUG if route == REFER_ROUTE and response.status_code < 500 else logging.INFO
@@ -171,8 +170,6 @@ def _logged_and_counted(request: Request, get_response: Callable[[Request], Resp
             logger.log(level, "request", extra={"method": request.method, "route": route,
                                                 "status": response.status_code,
                                                 "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
-    finally:
-        _correlation_id.reset(token)
     if request.method == "POST":
         for reason, number in report_outcomes(route, response.status_code, response.body).items():
             if reason is None:
