@@ -6,7 +6,7 @@ import json
 import threading
 from http import HTTPStatus
 from operator import itemgetter
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlparse
 
 from chalice import Chalice
 from chalice.config import Config
@@ -51,7 +51,9 @@ class SplitRouteMatcher(RouteMatcher):
             self._by_length.setdefault(len(parts), []).append((url, literal, literal(parts), captures))
 
     def match_route(self, url: str) -> MatchResult:
-        path, _, query = url.partition("?")
+        # the URL is split as Chalice splits it: "//host/path" names a host, ";params" are not path
+        parsed = urlparse(url)
+        path, query = parsed.path, parsed.query
         query_params = parse_qs(query, keep_blank_values=True) if query else {}
         if path != "/" and path.endswith("/"):
             path = path[:-1]

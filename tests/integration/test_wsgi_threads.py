@@ -6,7 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from waitress import create_server
 
@@ -39,15 +39,21 @@ def test_concurrent_posts_and_gets_each_get_their_own_request(tmp_path):
         server.close()
 
 
-SEGMENTS = sorted({part for route in node_app.app.routes for part in route.split("/")} | {"127.0.0.1", "x", ""})
+SEGMENTS = sorted({part for route in node_app.app.routes for part in route.split("/")}
+                  | {"127.0.0.1", "x", "", "x;p=1", "x#f", "http:"})
 
 
 @settings(max_examples=500, deadline=None)
+@example(segments=["", "", "v1", "canary", ""], slash=True, query="")  # "///v1/canary//": host "", path /v1/canary/
+@example(segments=["", "v1", "refer", "127.0.0.1"], slash=False, query="")  # "//v1/refer/…": host "v1"
+@example(segments=["v1", "refer", "x;p=1"], slash=False, query="?status=open")
+@example(segments=["v1", "refer", "x#f"], slash=False, query="")
 @given(segments=st.lists(st.sampled_from(SEGMENTS), max_size=6), slash=st.booleans(),
        query=st.sampled_from(["", "?format=nft&x=", "?status=open"]))
 def test_split_route_matcher_answers_as_chalices_own_matcher(segments, slash, query):
-    """Paths built from the routes' own parts (captures, literals, empty parts, a trailing slash): the
-    matcher that skips routes of other lengths picks the same route and captures as Chalice's."""
+    """Paths built from the routes' own parts (captures, literals, empty parts, a trailing slash, a leading
+    "//", parameters, a fragment, a scheme): the matcher that skips routes of other lengths picks the same
+    route and captures as Chalice's."""
     from chalice.local import RouteMatcher
 
     from chalicelib.adapters.wsgi import SplitRouteMatcher
