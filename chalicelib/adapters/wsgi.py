@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import threading
 from http import HTTPStatus
@@ -70,18 +71,26 @@ def _error(status: int, code: str, message: str) -> tuple[int, dict, bytes]:
 
 
 class WSGIGateway(LocalGateway):
-    """Chalice's local gateway with the split route matcher, and the Lambda context's settings read once:
-    the stock gateway looks each one up in its layered config on every request."""
+    """Chalice's local gateway with the split route matcher, and each request's Lambda context copied from one
+    built at start: the stock gateway looks every setting up in its layered config and draws a uuid4 (a
+    getrandom system call) per request. Request ids here are a random per-gateway prefix and a counter:
+    unique, and shaped like a uuid."""
 
     def __init__(self, app: Chalice, config: Config):
         super().__init__(app, config)
         self.event_converter = LambdaEventConverter(SplitRouteMatcher(list(app.routes)), app.api.binary_types)
         timeout = config.lambda_timeout or self.MAX_LAMBDA_EXECUTION_TIME
-        self._context_settings = {"function_name": config.function_name, "memory_size": config.lambda_memory_size,
-                                  "max_runtime_ms": timeout * 1000}
+        template = LambdaContext(config.function_name, config.lambda_memory_size, timeout * 1000)
+        self._context_fields = dict(vars(template))
+        self._request_id_prefix = template.aws_request_id[:24]  # "xxxxxxxx-xxxx-4xxx-yxxx-"
+        self._request_numbers = itertools.count()  # next() on it is atomic under the GIL
 
     def _generate_lambda_context(self) -> LambdaContext:
-        return LambdaContext(**self._context_settings)
+        context = LambdaContext.__new__(LambdaContext)
+        vars(context).update(self._context_fields)
+        context._start_time = context._current_time_millis()
+        context.aws_request_id = f"{self._request_id_prefix}{next(self._request_numbers) % 16**12:012x}"
+        return context
 
 
 class ChaliceWSGI:

@@ -1,8 +1,11 @@
-"""The WSGI adapter: under a threaded waitress concurrent requests never see each other's bodies, and its
-route matcher answers as Chalice's."""
+"""The WSGI adapter: under a threaded waitress concurrent requests never see each other's bodies, its route
+matcher answers as Chalice's, and each request gets a Lambda context of its own."""
 from __future__ import annotations
 
+import json
+import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -11,7 +14,7 @@ from hypothesis import strategies as st
 from waitress import create_server
 
 import app as node_app
-from chalicelib.adapters.wsgi import ChaliceWSGI
+from chalicelib.adapters.wsgi import ChaliceWSGI, ThreadSafeChalice
 from chalicelib.protocol.keys import KeyPair
 from chalicelib.settings import Settings
 from chalicelib.wiring import build_node
@@ -69,3 +72,25 @@ def test_split_route_matcher_answers_as_chalices_own_matcher(segments, slash, qu
         return found.route, found.captured, found.query_params
 
     assert match(SplitRouteMatcher(routes)) == match(RouteMatcher(routes))
+
+
+def test_each_request_gets_its_own_uuid_shaped_request_id_and_a_running_clock():
+    app = ThreadSafeChalice(app_name="contexts")
+
+    @app.route("/context")
+    def context():
+        return {"id": app.lambda_context.aws_request_id,
+                "remaining_ms": app.lambda_context.get_remaining_time_in_millis(),
+                "function": app.lambda_context.function_name}
+
+    gateway = ChaliceWSGI(app)  # Lambda timeout 60 s
+    time.sleep(1)  # each request's clock starts with it, not with the gateway
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/context", "REMOTE_ADDR": "127.0.0.1"}
+    seen = [gateway.handle(dict(environ)) for _ in range(3)]
+    answers = [json.loads(body) for status, _, body in seen if status == 200]
+    assert len(answers) == 3
+    ids = [answer["id"] for answer in answers]
+    assert len(set(ids)) == 3
+    assert all(re.fullmatch("[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", i) for i in ids)
+    assert all(59_500 < answer["remaining_ms"] <= 60_000 for answer in answers)
+    assert {answer["function"] for answer in answers} == {"api_handler"}
