@@ -139,14 +139,20 @@ class _CorrelationStamp(logging.Filter):
 logger.logger_handler.addFilter(_CorrelationStamp())
 
 
-@contextlib.contextmanager
-def correlated(correlation_id: str | None) -> Iterator[None]:
-    """Every log line inside carries correlation_id (per thread: a local node serves several at once)."""
-    token = _correlation_id.set(correlation_id)
-    try:
-        yield
-    finally:
-        _correlation_id.reset(token)
+class correlated:  # noqa: N801 (used as a function: `with correlated(id):`)
+    """Every log line inside carries correlation_id (per thread: a local node serves several at once). A class
+    rather than a generator-based context manager: every request enters one, and this costs a third as much."""
+
+    __slots__ = ("_correlation_id", "_token")
+
+    def __init__(self, correlation_id: str | None):
+        self._correlation_id = correlation_id
+
+    def __enter__(self) -> None:
+        self._token = _correlation_id.set(self._correlation_id)
+
+    def __exit__(self, *exc_info) -> None:
+        _correlation_id.reset(self._token)
 
 
 def observe_request(request: Request, get_response: Callable[[Request], Response],
