@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Response
 
 from chalicelib import __version__, observability
+from chalicelib.adapters.job_records import JOB_IDEMPOTENCY
 from chalicelib.adapters.wsgi import PEER_HEADER, ThreadSafeChalice
 from chalicelib.core import blocklist, cases, delegations, intake, referral
 from chalicelib.core.errors import BadRequest, NodeError, PayloadTooLarge
@@ -18,7 +19,7 @@ from chalicelib.core.ports import Role
 from chalicelib.core.tokens import require_role
 from chalicelib.openapi import openapi_document
 from chalicelib.settings import Settings
-from chalicelib.wiring import JOB_IDEMPOTENCY, NodeHolder, build_node, run_job
+from chalicelib.wiring import NodeHolder, build_node, run_job
 
 app = ThreadSafeChalice(app_name="netimmune")
 # Every answer is JSON or text: with no binary media types nothing is base64-encoded, and each request is
@@ -26,6 +27,7 @@ app = ThreadSafeChalice(app_name="netimmune")
 app.api.binary_types = []
 current = NodeHolder(lambda: build_node(Settings.from_env()))
 log = logging.getLogger("netimmune.api")
+observability.tracer()  # built on import: a Lambda loads the X-Ray SDK in its init phase, not in a request
 
 
 def metrics_namespace() -> str | None:

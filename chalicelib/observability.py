@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -35,7 +36,14 @@ REFER_ROUTE = "/v1/refer/{ip}"
 
 logger = Logger(service=SERVICE)
 _levels = logging.getLogger(SERVICE)  # the logger powertools writes through; asked directly, not via its proxy
-tracer = Tracer(service=SERVICE)
+
+
+@functools.cache
+def tracer() -> Tracer:
+    """Built on first use, not on import: the X-Ray SDK it loads would add a fifth of a second to every
+    `netimmune` command. app.py builds it on import, so a Lambda pays for it in its init phase."""
+    return Tracer(service=SERVICE)
+
 
 Dimensions = tuple[tuple[str, str], ...]
 
@@ -188,7 +196,8 @@ def _logged_and_counted(request: Request, get_response: Callable[[Request], Resp
 def observe_invocation(event, get_response: Callable, namespace: Callable[[], str | None],
                        counts: MetricCounts = metrics):
     """Around every handler: traced (inside Lambda), and the invocation's metrics flushed at its end."""
-    trace = contextlib.nullcontext() if tracer.disabled else tracer.provider.in_subsegment(f"## {type(event).__name__}")
+    traced = tracer()
+    trace = contextlib.nullcontext() if traced.disabled else traced.provider.in_subsegment(f"## {type(event).__name__}")
     with trace:
         try:
             return get_response(event)

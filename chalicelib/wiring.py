@@ -1,4 +1,8 @@
-"""The one place a node is assembled from its settings: Lambda handlers, `netimmune serve` and tests."""
+"""The one place a node is assembled from its settings: Lambda handlers, `netimmune serve` and tests.
+
+The AWS side (boto3, powertools' parameters and idempotency, the DynamoDB, SQS and SNS adapters) is imported
+where a node on AWS first needs it: a local node, and every `netimmune` command, starts without it.
+"""
 from __future__ import annotations
 
 import functools
@@ -7,23 +11,13 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-import boto3
-from aws_lambda_powertools.utilities import parameters
-from aws_lambda_powertools.utilities.idempotency import (DynamoDBPersistenceLayer, IdempotencyConfig,
-                                                          idempotent_function)
-
-from .adapters.dynamodb_reports import DynamoDBReportStore
-from .adapters.dynamodb_store import DynamoDBDelegationStore, DynamoDBTokenStore
-from .adapters.dynamodb_verification import DynamoDBVerificationStore
 from .adapters.http_webhooks import HttpWebhookSender
 from .adapters.notifiers import DEFAULT_RECIPIENTS, FanoutNotifier, OutboxNotifier, SmtpNotifier
-from .adapters.sns_notifier import SNSNotifier
 from .adapters.sqlite_db import SQLiteDatabase
 from .adapters.sqlite_queue import SQLiteJobQueue
 from .adapters.sqlite_reports import SQLiteReportStore
 from .adapters.sqlite_store import SQLiteDelegationStore, SQLiteTokenStore
 from .adapters.sqlite_verification import SQLiteVerificationStore
-from .adapters.sqs_queue import SQSJobQueue
 from .core import jobs
 from .core.node import Node
 from .core.policy import DEFAULT_POLICY, load_policy
@@ -32,13 +26,6 @@ from .observability import CountedNotifier, CountedVerifications, metrics
 from .protocol.encoding import b64url_decode
 from .protocol.keys import KeyPair
 from .settings import ENV_PREFIX, Settings, SettingsError
-
-# Jobs on AWS run once per job_id: powertools keeps a record per job in the node's own table, under one
-# partition of its own, for a day (SQS redelivers within hours), and DynamoDB's TTL then deletes it.
-JOB_RECORDS_PK = "IDEMPOTENCY#jobs"
-JOB_IDEMPOTENCY = IdempotencyConfig(event_key_jmespath="job_id", expires_after_seconds=24 * 3600,
-                                   raise_on_no_idempotency_key=True)
-
 
 class SystemClock:
     def now(self) -> datetime:
@@ -59,6 +46,8 @@ def load_key(settings: Settings) -> KeyPair:
     """The node's key: from an SSM SecureString holding its seed in base64url (on AWS), else its key file."""
     if not settings.key_parameter:
         return KeyPair.load(settings.key_path)
+    from aws_lambda_powertools.utilities import parameters
+
     seed = parameters.get_parameter(settings.key_parameter, decrypt=True)
     try:
         return KeyPair.from_seed(b64url_decode(seed.strip()))
@@ -77,6 +66,14 @@ def sqlite_ports(settings: Settings, clock) -> dict:
 
 def aws_ports(settings: Settings) -> dict:
     """DynamoDB, SQS and SNS through boto3's default session: the function's role and region on Lambda."""
+    import boto3
+
+    from .adapters.dynamodb_reports import DynamoDBReportStore
+    from .adapters.dynamodb_store import DynamoDBDelegationStore, DynamoDBTokenStore
+    from .adapters.dynamodb_verification import DynamoDBVerificationStore
+    from .adapters.sns_notifier import SNSNotifier
+    from .adapters.sqs_queue import SQSJobQueue
+
     dynamodb, table = boto3.client("dynamodb"), settings.table_name
     return {"delegations": DynamoDBDelegationStore(dynamodb, table), "tokens": DynamoDBTokenStore(dynamodb, table),
             "reports": DynamoDBReportStore(dynamodb, table),
@@ -104,12 +101,6 @@ def webhook_secrets(policy, environ) -> dict[str, str]:
     return {name: environ[hook.secret_env] for name, hook in policy.webhooks.items() if environ.get(hook.secret_env)}
 
 
-@functools.cache
-def _job_records(table_name: str) -> DynamoDBPersistenceLayer:
-    return DynamoDBPersistenceLayer(table_name=table_name, key_attr="pk", sort_key_attr="sk",
-                                    static_pk_value=JOB_RECORDS_PK, expiry_attr="expires_at")
-
-
 def run_job(node: Node, message: dict) -> None:
     """Run one job message as the SQS handler received it.
 
@@ -120,13 +111,9 @@ def run_job(node: Node, message: dict) -> None:
     if node.settings.store != "dynamodb":
         jobs.handle(node, message)
         return
+    from .adapters.job_records import run_once
 
-    @idempotent_function(data_keyword_argument="message", persistence_store=_job_records(node.settings.table_name),
-                         config=JOB_IDEMPOTENCY)
-    def run_once(message: dict) -> None:
-        jobs.handle(node, message)
-
-    run_once(message=message)
+    run_once(node.settings.table_name, functools.partial(jobs.handle, node), message)
 
 
 class NodeHolder:

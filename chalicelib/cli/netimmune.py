@@ -15,7 +15,6 @@ from ..core.tokens import ROLES, create_token
 from ..protocol.encoding import format_time
 from ..protocol.keys import KeyPair, parse_public_key
 from ..settings import Settings
-from ..wiring import build_node
 from .common import CommandError, print_json, refusals_to_exit
 
 
@@ -42,6 +41,14 @@ def node_options(func):
 def settings_from(options: dict) -> Settings:
     keys = ("db_path", "key_file", "trust_anchor", "endpoint", "dev_mode", "policy_path")
     return Settings.from_env().with_overrides(**{k: options.pop(k) for k in keys})
+
+
+def node_from(options: dict, **overrides):
+    """The node the options name. Wiring, and every adapter with it (boto3 among them), is imported only by
+    the commands that build a node, so `--help` and `keys` start at once."""
+    from ..wiring import build_node
+
+    return build_node(settings_from(options).with_overrides(**overrides))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -92,8 +99,7 @@ def serve(host, port, threads, with_worker, **options) -> None:
 
     from ..adapters.wsgi import ChaliceWSGI
 
-    settings = settings_from(options).with_overrides(trust_peer_header=True)
-    node = build_node(settings)
+    node = node_from(options, trust_peer_header=True)
     node_app.current.set(node)
     server = create_server(ChaliceWSGI(node_app.app), host=host, port=port, threads=threads,
                            ident="netimmune", clear_untrusted_proxy_headers=True)
@@ -101,7 +107,7 @@ def serve(host, port, threads, with_worker, **options) -> None:
     # logging alone costs more than a referral
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     thread, stop = local_worker(node).start_thread() if with_worker else (None, None)
-    mode = "dev mode: special-purpose space allowed" if settings.dev_mode else "production mode"
+    mode = "dev mode: special-purpose space allowed" if node.settings.dev_mode else "production mode"
     click.echo(f"netimmune node {node.key.public} listening on http://{host}:{port} ({mode})", err=True)
     signal.signal(signal.SIGTERM, lambda *_: server.close())
     try:
@@ -135,7 +141,7 @@ def worker(once, lease_seconds, **options) -> None:
 
     import app as node_app
 
-    node = build_node(settings_from(options))
+    node = node_from(options)
     node_app.current.set(node)
     runner = local_worker(node, lease_seconds)
     if once:
@@ -163,7 +169,7 @@ def delegate() -> None:
 @refusals_to_exit
 def delegate_grant(prefix, holder, child_endpoint, days, **options) -> None:
     """Sign a delegation of PREFIX to a child and print the chain (give it to the child)."""
-    chain = delegations.grant(build_node(settings_from(options)), prefix, holder, child_endpoint, days)
+    chain = delegations.grant(node_from(options), prefix, holder, child_endpoint, days)
     print_json({"delegation": chain[-1], "chain": chain})
 
 
@@ -173,7 +179,7 @@ def delegate_grant(prefix, holder, child_endpoint, days, **options) -> None:
 @refusals_to_exit
 def delegate_revoke(prefix, **options) -> None:
     """Stop referring PREFIX to the child it was granted to."""
-    delegations.revoke(build_node(settings_from(options)), prefix)
+    delegations.revoke(node_from(options), prefix)
     click.echo(f"revoked {prefix}")
 
 
@@ -183,7 +189,7 @@ def delegate_revoke(prefix, **options) -> None:
 @refusals_to_exit
 def delegate_list(as_json, **options) -> None:
     """Delegations this node holds and has granted."""
-    listing = delegations.list_delegations(build_node(settings_from(options)))
+    listing = delegations.list_delegations(node_from(options))
     if as_json:
         print_json(listing)
         return
@@ -203,7 +209,7 @@ def delegate_install(source, **options) -> None:
         document = json.load(source)
     except ValueError as exc:
         raise CommandError(f"{source.name} is not JSON: {exc}") from None
-    leaf = delegations.install(build_node(settings_from(options)), document)
+    leaf = delegations.install(node_from(options), document)
     click.echo(f"installed {leaf.prefix} (serial {leaf.serial}, until "
                f"{leaf.document['delegation']['not_after']})")
 
@@ -220,7 +226,7 @@ def token() -> None:
 @refusals_to_exit
 def token_create(role, label, **options) -> None:
     """Create a token; it is shown once and stored only as a hash."""
-    node = build_node(settings_from(options))
+    node = node_from(options)
     click.echo(create_token(node.tokens, role, label, node.clock.now()))
 
 
@@ -237,7 +243,7 @@ def reporter() -> None:
 def reporter_rank(key, rank, **options) -> None:
     """Set KEY's rank on this node (noc, trusted, anonymous, muted), or `default` to follow its credentials."""
     parse_public_key(key)
-    build_node(settings_from(options)).reports.set_rank_override(key, None if rank == "default" else rank)
+    node_from(options).reports.set_rank_override(key, None if rank == "default" else rank)
     click.echo(f"{key}: {rank}")
 
 
@@ -253,7 +259,7 @@ def webhooks() -> None:
 @refusals_to_exit
 def webhooks_log(limit, as_json, **options) -> None:
     """The latest delivery attempts, newest first."""
-    entries = build_node(settings_from(options)).verifications.deliveries(limit)
+    entries = node_from(options).verifications.deliveries(limit)
     if as_json:
         print_json([{**entry, "at": format_time(entry["at"])} for entry in entries])
         return
@@ -273,7 +279,7 @@ def queue() -> None:
 @refusals_to_exit
 def queue_status(**options) -> None:
     """Jobs by state, and the dead letters with their last error."""
-    jobs = build_node(settings_from(options)).queue
+    jobs = node_from(options).queue
     click.echo("  ".join(f"{state} {count}" for state, count in jobs.counts().items()))
     for dead in jobs.dead_letters():
         click.echo(f"dead {dead.job.job_id} {dead.job.kind} after {dead.job.attempts} tries: {dead.error}")
@@ -298,7 +304,7 @@ def case_export(ip, category, org, contact, **options) -> None:
 
     sender = {"org": org or "", "contact": contact or "", "domain": (contact or "@").split("@")[-1]} \
         if org or contact else None
-    found = [c for c in cases_for(build_node(settings_from(options)), ip) if category in (None, c["category"])]
+    found = [c for c in cases_for(node_from(options), ip) if category in (None, c["category"])]
     if not found:
         raise CommandError(f"no {category} case for {ip}")
     documents = [export_case(c, [r["report"] for r in c["evidence_reports"]], sender=sender) for c in found]

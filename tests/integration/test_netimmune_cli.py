@@ -88,3 +88,18 @@ def test_case_export_prints_x_arf_for_a_stored_case(run, tmp_path, root_key):
     assert "no case for 127.0.0.6" in run("case", "export", "127.0.0.6", "--anchor", root_key.public, ok=False)
     assert "no ddos case for 127.0.0.5" in run("case", "export", "127.0.0.5", "--category", "ddos", "--anchor",
                                                root_key.public, ok=False)
+
+
+def test_local_commands_start_without_loading_the_aws_sdk(tmp_path):
+    """A local node never needs boto3 or the X-Ray SDK: importing them added half a second to every command."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from chalicelib.cli.netimmune import main\n"
+              "for args in (['keys', 'new'], ['delegate', 'list']):\n"
+              "    main(args, standalone_mode=False)\n"
+              "print(sorted(m for m in ('boto3', 'botocore.client', 'aws_xray_sdk') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "NETIMMUNE_DB": str(tmp_path / "node.db")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
