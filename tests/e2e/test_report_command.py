@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,14 +35,24 @@ def reporter_env(tree, tmp_path_factory):
     return env
 
 
+def case_once_policy_ran(node, ip: str, timeout: float = 20.0) -> dict:
+    """The case as an operator reads it once the node's worker has run policy on it: intake only stores the
+    report and queues that job, so right after the answer the case may still read `received`."""
+    reader = node.token("reader")
+    deadline = time.monotonic() + timeout
+    while True:
+        case = httpx.get(f"{node.url}/v1/cases/{ip}", headers={"Authorization": f"Bearer {reader}"}).json()["cases"][0]
+        if case["status"] != "received" or time.monotonic() > deadline:
+            return case
+        time.sleep(0.05)
+
+
 def test_report_lands_at_the_customer_and_the_case_shows_the_evidence(tree, reporter_env):
     result = run_report(["--open-proxy", "127.0.1.9", "--port", "3128", "--json"], reporter_env, SAMPLE_LOG)
     assert result.returncode == 0, result.stderr
     sent = json.loads(result.stdout)
     assert sent["endpoint"] == tree.customer.url and sent["status"] == 202
-    reader = tree.customer.token("reader")
-    cases = httpx.get(f"{tree.customer.url}/v1/cases/127.0.1.9", headers={"Authorization": f"Bearer {reader}"}).json()
-    case = cases["cases"][0]
+    case = case_once_policy_ran(tree.customer, "127.0.1.9")
     # the default policy scans at once; nothing listens on 127.0.1.9, so the scan may already have refuted it
     assert case["category"] == "open-proxy" and case["status"] in ("verifying", "refuted")
     evidence = case["evidence_reports"][0]["report"]["evidence"][0]
