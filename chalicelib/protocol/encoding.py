@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import datetime, timezone
+
+# RFC 3339 date-time in UTC as the protocol writes it; Python's fromisoformat alone also takes ISO 8601's
+# other spellings (basic format, week dates, missing seconds, comma fractions)
+_RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z")
 
 
 class EncodingError(ValueError):
@@ -15,12 +20,18 @@ def b64url_encode(data: bytes) -> str:
 
 
 def b64url_decode(text: str) -> bytes:
+    """Only the one spelling b64url_encode gives: a key's text is the reporter's identity, so a second spelling
+    of the same key (a stray character the decoder skips, '+' for '-', non-zero trailing bits) would count as a
+    second reporter."""
     if not isinstance(text, str) or "=" in text:
         raise EncodingError("expected base64url text without padding")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
         raise EncodingError(f"not base64url: {exc}") from None
+    if b64url_encode(raw) != text:
+        raise EncodingError("not base64url in its one spelling (alphabet A-Z a-z 0-9 - _, unused bits zero)")
+    return raw
 
 
 def format_time(moment: datetime) -> str:
@@ -29,11 +40,12 @@ def format_time(moment: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    """Accept only RFC 3339 UTC with `Z`: one spelling per instant keeps signatures unambiguous."""
-    if not isinstance(text, str) or not text.endswith("Z") or "T" not in text:
-        raise EncodingError(f"timestamp {text!r} is not RFC 3339 UTC ending in 'Z'")
+    """Accept only RFC 3339 UTC with `Z` (YYYY-MM-DDTHH:MM:SS[.fraction]Z): one spelling per instant keeps
+    signatures unambiguous. A leap second (:60) is refused: Python's datetime cannot hold it."""
+    if not isinstance(text, str) or not _RFC3339_UTC.fullmatch(text):
+        raise EncodingError(f"timestamp {text!r} is not RFC 3339 UTC (YYYY-MM-DDTHH:MM:SS[.fraction]Z)")
     try:
         moment = datetime.fromisoformat(text[:-1] + "+00:00")
-    except ValueError:
-        raise EncodingError(f"timestamp {text!r} is not RFC 3339") from None
+    except ValueError as exc:
+        raise EncodingError(f"timestamp {text!r} is not a valid date and time: {exc}") from None
     return moment.astimezone(timezone.utc)

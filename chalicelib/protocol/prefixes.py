@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
+
+
+# address/length with a plain decimal length: ip_network alone also takes netmasks (/255.255.255.0),
+# hostmasks, zero-padded lengths, scope ids and surrounding whitespace
+_CIDR = re.compile(r"[0-9A-Fa-f.:]+/(?:0|[1-9][0-9]{0,2})")
 
 
 class AddressError(ValueError):
@@ -35,10 +41,10 @@ def parse_ip(text: str) -> IPAddress:
 
 def parse_prefix(text: str) -> IPNetwork:
     """A prefix in CIDR form with no host bits set (198.51.100.0/24, 2001:db8::/32)."""
-    if not isinstance(text, str) or "/" not in text:
+    if not isinstance(text, str) or not _CIDR.fullmatch(text):
         raise AddressError(f"{text!r} is not a prefix in CIDR form (address/length)")
     try:
-        return ipaddress.ip_network(text.strip(), strict=True)
+        return ipaddress.ip_network(text, strict=True)
     except ValueError as exc:
         raise AddressError(f"{text!r} is not a valid prefix: {exc}") from None
 
