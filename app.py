@@ -79,7 +79,7 @@ def request_json(limit: int = MAX_JSON_BODY):
         raise PayloadTooLarge(f"body of {len(raw)} bytes exceeds {limit}")
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeper than Python goes
         raise BadRequest("body is not valid JSON", code="bad_json") from None
 
 

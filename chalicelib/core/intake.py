@@ -72,7 +72,8 @@ class Checks:
         if not isinstance(envelope, dict) or not _ENVELOPE_REQUIRED <= envelope.keys() <= _ENVELOPE_FIELDS:
             raise BadRequest("an envelope is an object with report, signature and optional credentials",
                              code="bad_envelope")
-        credentials = envelope.get("credentials") or []
+        credentials = envelope.get("credentials")
+        credentials = [] if credentials is None else credentials
         if not isinstance(credentials, list) or len(credentials) > 10:
             raise BadRequest("credentials must be a list of at most 10 signed documents", code="bad_envelope")
         try:

@@ -124,6 +124,13 @@ def _category(body: dict) -> Category:
     if body["category"] != category.xarf_category or body["type"] != category.xarf_type:
         raise ReportError("bad_category", f"X-ARF category/type {body['category']}/{body['type']} does not "
                           f"match {category.slug} ({category.xarf_category}/{category.xarf_type})")
+    # the service tells the open-* categories apart (an X-ARF consumer reads an open relay from it), and
+    # the RSIT tag is what a CSIRT files the report under: neither may say something else than the category
+    if category.xarf_service and body.get("service") != category.xarf_service:
+        raise ReportError("bad_category", f"{category.slug} reports carry service {category.xarf_service!r}, "
+                          f"not {body.get('service')!r}")
+    if any(tag.startswith("rsit:") and tag != category.rsit_tag for tag in tags):
+        raise ReportError("bad_category", f"the rsit: tag of a {category.slug} report is {category.rsit_tag}")
     return category
 
 
@@ -183,4 +190,6 @@ def parse_report(body: Any) -> Report:
         raise ReportError("bad_field", "confidence must be a number from 0 to 1")
     if "description" in body:
         _text(body, "description")
+    if "service" in body:
+        _text(body, "service", 64)
     return Report(report_id, ip, _category(body), observed, body, _evidence_size(body.get("evidence", [])))

@@ -92,6 +92,33 @@ def test_exact_resend_is_200_with_the_first_answer_and_counts_once(isp):
     assert isp.node.reports.list_cases()[0].reports == 1
 
 
+@pytest.mark.parametrize("change", [
+    {"service": "smtp"},                                     # an open relay's service under open-proxy
+    {"service": None},                                       # open_service without its service
+    {"tags": ["rsit:abusive-content/spam", "netimmune:open-proxy"]},
+], ids=["other-service", "no-service", "other-rsit-tag"])
+def test_report_whose_fields_contradict_its_category_is_400(isp, change):
+    report = envelope()["report"]
+    report.update(change)
+    report = {key: value for key, value in report.items() if value is not None}
+    status, body = isp.call("POST", "/v1/reports", sign_envelope(report, REPORTER))
+    assert (status, body["error"]["code"]) == (400, "bad_category")
+    assert stored_nothing(isp)
+
+
+@pytest.mark.parametrize("credentials", [{}, False, "noc"])
+def test_credentials_that_are_not_a_list_are_400(isp, credentials):
+    status, body = isp.call("POST", "/v1/reports", {**envelope(), "credentials": credentials})
+    assert (status, body["error"]["code"]) == (400, "bad_envelope")
+    assert stored_nothing(isp)
+
+
+@pytest.mark.parametrize("path", ["/v1/reports", "/v1/reports/batch"])
+def test_json_nested_deeper_than_python_parses_is_400(isp, path):
+    status, body = isp.call("POST", path, raw=b"[" * 100_000)
+    assert (status, body["error"]["code"]) == (400, "bad_json")
+
+
 def test_same_report_id_with_a_different_body_is_409(isp):
     sent = envelope()
     isp.call("POST", "/v1/reports", sent)
