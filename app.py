@@ -34,10 +34,26 @@ def metrics_namespace() -> str | None:
     return current.get().settings.metrics_namespace
 
 
+# Chalice answers a wrong method or content type itself, before any view, with {"Code": …, "Message": …}
+CHALICE_ERROR_CODES = {"MethodNotAllowedError": "method_not_allowed", "UnsupportedMediaType": "unsupported_media_type",
+                       "BadRequest": "bad_request"}
+
+
+def in_error_shape(response: Response) -> Response:
+    """Chalice's own refusals in the JSON error shape of DESIGN.md §3, like every other refusal."""
+    body = response.body
+    if type(body) is dict and "Code" in body:
+        response.body = json.dumps({"error": {"code": CHALICE_ERROR_CODES.get(body["Code"], "error"),
+                                              "message": body.get("Message", "")}})
+        response.headers["Content-Type"] = "application/json"
+    return response
+
+
 @app.middleware("http")
 def observe_request(request, get_response):
-    """Each request traced, logged and counted, its metrics flushed when it ends (chalicelib/observability.py)."""
-    return observability.observe_request(request, get_response, metrics_namespace)
+    """Each request traced, logged and counted, its metrics flushed when it ends (chalicelib/observability.py);
+    the one middleware, so it also puts Chalice's own refusals in the error shape."""
+    return observability.observe_request(request, lambda req: in_error_shape(get_response(req)), metrics_namespace)
 
 
 @app.middleware("sqs")

@@ -7,7 +7,7 @@ import json
 import threading
 from http import HTTPStatus
 from operator import itemgetter
-from urllib.parse import parse_qs, quote, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlparse
 
 from chalice import Chalice
 from chalice.config import Config
@@ -39,7 +39,8 @@ class ThreadSafeChalice(Chalice):
 
 class SplitRouteMatcher(RouteMatcher):
     """Chalice's route matcher with each route split once, and only the routes with as many parts as the
-    path tried (no other can match), instead of every route split on every request: same order, same answers."""
+    path tried (no other can match), instead of every route split on every request: same order, same answers.
+    Captured parameters are percent-decoded, as API Gateway decodes them (`/v1/refer/%3A%3A1` names ::1)."""
 
     def __init__(self, route_urls: list[str]):
         super().__init__(route_urls)
@@ -61,13 +62,17 @@ class SplitRouteMatcher(RouteMatcher):
         parts = path.split("/")
         for route_url, literal, expected, captures in self._by_length.get(len(parts), ()):
             if literal(parts) == expected:
-                return MatchResult(route_url, {name: parts[index] for index, name in captures}, query_params)
+                return MatchResult(route_url, {name: unquote(parts[index]) for index, name in captures}, query_params)
         raise ValueError(f"No matching route found for: {url}")
 
 
 def _error(status: int, code: str, message: str) -> tuple[int, dict, bytes]:
     return status, {"Content-Type": "application/json"}, json.dumps(
         {"error": {"code": code, "message": message}}).encode()
+
+
+class NoRoute(LocalGatewayException):
+    CODE = 404
 
 
 class WSGIGateway(LocalGateway):
@@ -84,6 +89,14 @@ class WSGIGateway(LocalGateway):
         self._context_fields = dict(vars(template))
         self._request_id_prefix = template.aws_request_id[:24]  # "xxxxxxxx-xxxx-4xxx-yxxx-"
         self._request_numbers = itertools.count()  # next() on it is atomic under the GIL
+
+    def _generate_lambda_event(self, method: str, path: str, headers: dict, body: bytes | None) -> dict:
+        """A path no route takes is a 404 whatever the headers. The stock gateway answers API Gateway's 403
+        instead, and with an Authorization header it echoes the header back (or fails on a non-ASCII one)."""
+        try:
+            return super()._generate_lambda_event(method, path, headers, body)
+        except ValueError:
+            raise NoRoute({}, b"") from None
 
     def _generate_lambda_context(self) -> LambdaContext:
         context = LambdaContext.__new__(LambdaContext)
@@ -124,9 +137,9 @@ class ChaliceWSGI:
         body = environ["wsgi.input"].read(length) if length else None
         try:
             response = self.gateway.handle_request(environ["REQUEST_METHOD"], path, headers, body)
+        except NoRoute:
+            return _error(404, "not_found", f"no route for {environ['REQUEST_METHOD']} {path}")
         except LocalGatewayException as exc:
-            if exc.CODE == 403 and b"Missing Authentication Token" in (exc.body or b""):
-                return _error(404, "not_found", f"no route for {environ['REQUEST_METHOD']} {path}")
             return exc.CODE, dict(exc.headers), exc.body or b""
         out_headers = {**response.get("headers", {})}
         for name, values in (response.get("multiValueHeaders") or {}).items():

@@ -1,6 +1,8 @@
 """The referral and delegation routes of DESIGN.md §3, their tokens and their JSON errors."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -124,13 +126,39 @@ def test_regranting_raises_the_serial(api):
     assert second["delegation"]["serial"] == first["delegation"]["serial"] + 1
 
 
-def test_unknown_route_is_a_json_404_through_the_wsgi_adapter(api):
+def through_wsgi_adapter(raw_uri: str, **headers: str) -> tuple[int, dict, bytes]:
     import io
 
     from chalicelib.adapters.wsgi import ChaliceWSGI
-    status, _, body = ChaliceWSGI(node_app.app).handle(
-        {"REQUEST_METHOD": "GET", "PATH_INFO": "/v2/nothing", "wsgi.input": io.BytesIO()})
-    assert status == 404 and b'"not_found"' in body
+    environ = {"REQUEST_METHOD": "GET", "RAW_URI": raw_uri, "wsgi.input": io.BytesIO(),
+               **{f"HTTP_{name.upper()}": value for name, value in headers.items()}}
+    return ChaliceWSGI(node_app.app).handle(environ)
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer nim_admin_secret", "Bearer nïm"])
+def test_unknown_route_is_a_json_404_through_the_wsgi_adapter(api, authorization):
+    """Whatever the headers: Chalice's gateway would answer 403 and echo an Authorization header back."""
+    status, _, body = through_wsgi_adapter("/v2/nothing", **({"authorization": authorization} if authorization else {}))
+    assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
+    assert b"secret" not in body
+
+
+def test_percent_encoded_address_in_a_path_is_the_address(api):
+    """API Gateway decodes path parameters; the adapter does too, so /v1/refer/%3A%3A1 asks about ::1."""
+    assert through_wsgi_adapter("/v1/refer/%3A%3A1") == through_wsgi_adapter("/v1/refer/::1")
+    assert json.loads(through_wsgi_adapter("/v1/refer/%3A%3A1")[2])["ip"] == "::1"
+
+
+@pytest.mark.parametrize("method,path,content_type,status,code", [
+    ("DELETE", "/v1/node", "application/json", 405, "method_not_allowed"),
+    ("POST", "/v1/reports", "text/plain", 415, "unsupported_media_type"),
+    ("POST", "/v1/reports/batch", "text/plain", 415, "unsupported_media_type"),
+])
+def test_chalices_own_refusals_come_in_the_json_error_shape(api, method, path, content_type, status, code):
+    response = api.client.http.request(method, path, headers={"Content-Type": content_type}, body=b"{}")
+    assert response.status_code == status
+    assert response.headers["Content-Type"] == "application/json"
+    assert json.loads(response.body)["error"]["code"] == code
 
 
 def test_openapi_describes_exactly_the_routes_the_app_has(api):

@@ -43,7 +43,7 @@ def test_concurrent_posts_and_gets_each_get_their_own_request(tmp_path):
 
 
 SEGMENTS = sorted({part for route in node_app.app.routes for part in route.split("/")}
-                  | {"127.0.0.1", "x", "", "x;p=1", "x#f", "http:"})
+                  | {"127.0.0.1", "x", "", "x;p=1", "x#f", "http:", "%3A%3A1", "a%2Fb"})
 
 
 @settings(max_examples=500, deadline=None)
@@ -55,8 +55,10 @@ SEGMENTS = sorted({part for route in node_app.app.routes for part in route.split
        query=st.sampled_from(["", "?format=nft&x=", "?status=open"]))
 def test_split_route_matcher_answers_as_chalices_own_matcher(segments, slash, query):
     """Paths built from the routes' own parts (captures, literals, empty parts, a trailing slash, a leading
-    "//", parameters, a fragment, a scheme): the matcher that skips routes of other lengths picks the same
-    route and captures as Chalice's."""
+    "//", parameters, a fragment, a scheme, percent-escapes): the matcher that skips routes of other lengths
+    picks the same route and captures as Chalice's, the captures decoded as API Gateway decodes them."""
+    from urllib.parse import unquote
+
     from chalice.local import RouteMatcher
 
     from chalicelib.adapters.wsgi import SplitRouteMatcher
@@ -64,14 +66,14 @@ def test_split_route_matcher_answers_as_chalices_own_matcher(segments, slash, qu
     url = "/" + "/".join(segments) + ("/" if slash else "") + query
     routes = list(node_app.app.routes)
 
-    def match(matcher):
+    def match(matcher, decode=lambda text: text):
         try:
             found = matcher.match_route(url)
         except ValueError:
             return None
-        return found.route, found.captured, found.query_params
+        return found.route, {name: decode(value) for name, value in found.captured.items()}, found.query_params
 
-    assert match(SplitRouteMatcher(routes)) == match(RouteMatcher(routes))
+    assert match(SplitRouteMatcher(routes)) == match(RouteMatcher(routes), unquote)
 
 
 def test_each_request_gets_its_own_uuid_shaped_request_id_and_a_running_clock():
