@@ -33,7 +33,7 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from ..core.ports import Case, Contribution, Outcome, ReportRecord
+from ..core.ports import Allowance, Case, Contribution, Outcome, ReportRecord
 from .dynamodb_table import DynamoDBTable, Key, epoch, moment
 
 CASES = "CASES"
@@ -176,16 +176,22 @@ class DynamoDBReportStore:
         else:
             self.table.update(*reporter_key(reporter), "SET #rank_override = :rank", values={"rank": rank})
 
-    def take(self, counts: Mapping[str, int], limit: int, window_seconds: int, now: datetime) -> dict[str, int | None]:
-        """One item per bucket and window, so a window's count starts at zero without a reset."""
+    def take(self, counts: Mapping[str, int], limit: int, window_seconds: int, now: datetime) -> dict[str, Allowance]:
+        """One item per bucket and window, so a window's count starts at zero without a reset. Each bucket is
+        counted up by all it asked for, atomically, then given back what did not fit: between the two updates a
+        concurrent request may see the window fuller than it is, never emptier."""
         start = int(now.timestamp()) // window_seconds * window_seconds
         wait = max(1, int(start + window_seconds - now.timestamp()) + 1)
-        answers: dict[str, int | None] = {}
+        answers: dict[str, Allowance] = {}
         for bucket, count in counts.items():
-            used = self.table.update(f"RATE#{bucket}", str(start), "ADD #count :count SET #expires_at = :end",
-                                     values={"count": count, "end": start + window_seconds},
-                                     returns="UPDATED_NEW")["count"]
-            answers[bucket] = None if used <= limit else wait
+            key = (f"RATE#{bucket}", str(start))
+            used = int(self.table.update(*key, "ADD #count :count SET #expires_at = :end",
+                                         values={"count": count, "end": start + window_seconds},
+                                         returns="UPDATED_NEW")["count"])
+            granted = min(count, max(0, limit - (used - count)))
+            if granted < count:
+                self.table.update(*key, "ADD #count :count", values={"count": granted - count})
+            answers[bucket] = Allowance(granted, None if granted == count else wait)
         return answers
 
 

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 
-from ..core.ports import Case, Contribution, Outcome, ReportRecord
+from ..core.ports import Allowance, Case, Contribution, Outcome, ReportRecord
 from .sqlite_db import SQLiteDatabase
 
 # Laid out for batch intake, where each page a commit touches is written twice (to the WAL, then by the
@@ -200,21 +200,29 @@ class SQLiteReportStore:
             conn.execute("INSERT INTO reporters (key, rank_override) VALUES (?, ?) ON CONFLICT (key) "
                          "DO UPDATE SET rank_override = excluded.rank_override", (reporter, rank))
 
-    def take(self, counts: Mapping[str, int], limit: int, window_seconds: int, now: datetime) -> dict[str, int | None]:
-        """One multi-row upsert per 300 buckets: a batch from 600 reporter keys is two statements, not 600."""
+    def take(self, counts: Mapping[str, int], limit: int, window_seconds: int, now: datetime) -> dict[str, Allowance]:
+        """Per 300 buckets one read of their windows and one multi-row upsert of what was granted (a batch from
+        600 reporter keys is four statements, not 600), in one transaction: BEGIN IMMEDIATE keeps the read and
+        the write together."""
         start = int(now.timestamp()) // window_seconds * window_seconds
         wait = max(1, int(start + window_seconds - now.timestamp()) + 1)
         items = list(counts.items())
-        used: dict[str, int] = {}
+        granted: dict[str, int] = {}
         with self.db.transaction() as conn:
             for first in range(0, len(items), 300):
                 chunk = items[first:first + 300]
-                rows = conn.execute(
-                    "INSERT INTO rate_windows (bucket, window_start, count) VALUES "
-                    + ", ".join(["(?, ?, ?)"] * len(chunk))
-                    + " ON CONFLICT (bucket) DO UPDATE SET count = CASE WHEN window_start = excluded.window_start "
-                    "THEN count + excluded.count ELSE excluded.count END, window_start = excluded.window_start "
-                    "RETURNING bucket, count", [value for bucket, count in chunk for value in (bucket, start, count)])
-                used.update(rows.fetchall())
-        return {bucket: None if used[bucket] <= limit else wait for bucket in counts}
-
+                used = dict(conn.execute(
+                    f"SELECT bucket, count FROM rate_windows WHERE window_start = ? AND bucket IN "
+                    f"({','.join('?' * len(chunk))})", [start, *(bucket for bucket, _ in chunk)]))
+                for bucket, count in chunk:
+                    granted[bucket] = min(count, max(0, limit - used.get(bucket, 0)))
+                rows = [(bucket, start, granted[bucket]) for bucket, _ in chunk if granted[bucket]]
+                if rows:
+                    conn.execute(
+                        "INSERT INTO rate_windows (bucket, window_start, count) VALUES "
+                        + ", ".join(["(?, ?, ?)"] * len(rows))
+                        + " ON CONFLICT (bucket) DO UPDATE SET count = CASE WHEN window_start = excluded.window_start "
+                        "THEN count + excluded.count ELSE excluded.count END, window_start = excluded.window_start",
+                        [value for row in rows for value in row])
+        return {bucket: Allowance(granted[bucket], None if granted[bucket] == count else wait)
+                for bucket, count in counts.items()}

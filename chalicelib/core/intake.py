@@ -140,10 +140,11 @@ def admit(node: Node, envelope: Any, now: datetime) -> Admitted:
 
 
 def limit_client(node: Node, client: str) -> None:
-    retry = node.reports.take({f"client:{client}": 1}, node.settings.client_rate_per_minute, 60,
-                              node.clock.now())[f"client:{client}"]
-    if retry is not None:
-        raise TooManyRequests(f"too many requests from {client}; retry in {retry} s", retry)
+    allowance = node.reports.take({f"client:{client}": 1}, node.settings.client_rate_per_minute, 60,
+                                  node.clock.now())[f"client:{client}"]
+    if not allowance.granted:
+        raise TooManyRequests(f"too many requests from {client}; retry in {allowance.retry_after} s",
+                              allowance.retry_after)
 
 
 def submit(node: Node, envelopes: Sequence[Any]) -> list[Answer]:
@@ -162,14 +163,18 @@ def submit(node: Node, envelopes: Sequence[Any]) -> list[Answer]:
             answers[index] = Answer.refusal(error)
     with node.unit_of_work():  # rate windows, reports and the policy job: one commit where the ports allow
         per_key = Counter(item.record.reporter for item in admitted.values())
-        waits = node.reports.take({f"key:{key}": count for key, count in per_key.items()},
-                                  node.settings.key_rate_per_minute, 60, now)
-        for index, item in list(admitted.items()):
-            retry = waits[f"key:{item.record.reporter}"]
-            if retry is not None:
-                answers[index] = Answer.refusal(TooManyRequests(
-                    f"reporter key {item.record.reporter[:20]}… sent too many reports; retry in {retry} s", retry))
-                del admitted[index]
+        allowances = node.reports.take({f"key:{key}": count for key, count in per_key.items()},
+                                       node.settings.key_rate_per_minute, 60, now)
+        left = {bucket: allowance.granted for bucket, allowance in allowances.items()}
+        for index, item in list(admitted.items()):  # each key's first reports in the batch, as many as it may send
+            key = item.record.reporter
+            if left[f"key:{key}"]:
+                left[f"key:{key}"] -= 1
+                continue
+            retry = allowances[f"key:{key}"].retry_after
+            answers[index] = Answer.refusal(TooManyRequests(
+                f"reporter key {key[:20]}… sent too many reports; retry in {retry} s", retry))
+            del admitted[index]
         order = list(admitted)
         outcomes = node.reports.record_reports([admitted[i].record for i in order],
                                                int(node.tally.count_window_hours * 3600))

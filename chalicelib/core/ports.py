@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import orjson
 
@@ -132,6 +132,13 @@ class Case:
     verification: dict | None = None
 
 
+class Allowance(NamedTuple):
+    """What a rate window let through of the events asked for."""
+
+    granted: int
+    retry_after: int | None  # seconds until the next window, when not every event was granted
+
+
 class ReportStore(Protocol):
     def record_reports(self, records: Sequence[ReportRecord], count_window_seconds: int) -> list[tuple[Outcome, str]]:
         """Store each new report and count its reporter on its case, all or nothing; per record the outcome
@@ -149,9 +156,10 @@ class ReportStore(Protocol):
 
     def set_rank_override(self, reporter: str, rank: str | None) -> None: ...
 
-    def take(self, counts: Mapping[str, int], limit: int, window_seconds: int, now: datetime) -> dict[str, int | None]:
-        """Count events per bucket in its current window, all at once; per bucket None while within `limit`,
-        else the seconds to wait."""
+    def take(self, counts: Mapping[str, int], limit: int, window_seconds: int, now: datetime) -> dict[str, Allowance]:
+        """Grant, per bucket, as many of the events asked for as still fit under `limit` in its current window,
+        and count only those: a batch larger than what is left gets what is left, and what was refused does
+        not fill the window for later requests."""
 
 
 @dataclass(frozen=True)

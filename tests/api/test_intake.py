@@ -202,6 +202,20 @@ def test_reporter_key_over_its_rate_gets_429_with_retry_after(tmp_path, root_key
     assert api.node.reports.list_cases()[0].reports == 3
 
 
+def test_batch_larger_than_what_its_key_may_send_gets_what_fits_and_only_that_counts(tmp_path, root_key):
+    """A key may send 3 a minute: a batch of 5 has its first 3 accepted, the other 2 refused with 429, and a
+    later report waits for the next window, not for the refused ones to age out."""
+    api = make_api(tmp_path, dev_mode=True, trust_anchor=root_key.public, key_rate_per_minute=3)
+    holding(api, root_key)
+    status, body = api.call("POST", "/v1/reports/batch", {"reports": [envelope() for _ in range(5)]})
+    assert status == 200 and [item["status"] for item in body["results"]] == [202, 202, 202, 429, 429]
+    assert body["results"][3]["answer"]["retry_after"] >= 1
+    api.node.clock.moment += timedelta(seconds=60)
+    status, body = api.call("POST", "/v1/reports/batch", {"reports": [envelope() for _ in range(4)]})
+    assert [item["status"] for item in body["results"]] == [202, 202, 202, 429]
+    assert api.node.reports.list_cases()[0].reports == 6
+
+
 def test_client_over_its_rate_gets_429(tmp_path):
     api = make_api(tmp_path, dev_mode=True, client_rate_per_minute=2)
     statuses = [api.call("POST", "/v1/reports", {})[0] for _ in range(3)]
@@ -282,5 +296,5 @@ def test_reports_refused_by_the_store_leave_no_rate_count_and_no_policy_job(isp,
     with pytest.raises(OSError):
         intake.submit(isp.node, [envelope()])
     # the refused report was not counted against its key: one more fits under a limit of one
-    assert isp.node.reports.take({f"key:{REPORTER.public}": 1}, 1, 60, NOW) == {f"key:{REPORTER.public}": None}
+    assert isp.node.reports.take({f"key:{REPORTER.public}": 1}, 1, 60, NOW)[f"key:{REPORTER.public}"].granted == 1
     assert isp.node.queue.lease("test", 10, 60, NOW) == []

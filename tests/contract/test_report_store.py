@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from chalicelib.core.ports import Outcome, ReportRecord
+from chalicelib.core.ports import Allowance, Outcome, ReportRecord
 from tests.conftest import NOW
 
 DAY = 24 * 3600
@@ -80,10 +80,14 @@ def test_a_rank_override_shows_on_every_contribution(report_store):
     assert report_store.get_case("127.0.0.5", "spam").contributions[0].rank_override == "muted"
 
 
-def test_rate_windows_count_and_say_how_long_to_wait(report_store):
-    assert report_store.take({"key:a": 3}, 5, 60, NOW) == {"key:a": None}
-    assert report_store.take({"key:a": 2, "key:b": 1}, 5, 60, NOW) == {"key:a": None, "key:b": None}
-    answer = report_store.take({"key:a": 1, "key:b": 4}, 5, 60, NOW)
-    assert answer["key:b"] is None and 1 <= answer["key:a"] <= 61
-    assert report_store.take({"key:a": 1}, 5, 60, NOW + timedelta(seconds=60)) == {"key:a": None}
+def test_rate_windows_grant_what_fits_and_count_only_that(report_store):
+    assert report_store.take({"key:a": 3}, 5, 60, NOW) == {"key:a": Allowance(3, None)}
+    answer = report_store.take({"key:a": 4, "key:b": 1}, 5, 60, NOW)
+    assert answer["key:b"] == Allowance(1, None)
+    assert answer["key:a"].granted == 2 and 1 <= answer["key:a"].retry_after <= 61
+    # the two refused were not counted: the window is full, not over, and the next one starts empty
+    assert report_store.take({"key:a": 1}, 5, 60, NOW)["key:a"].granted == 0
+    assert report_store.take({"key:b": 4}, 5, 60, NOW) == {"key:b": Allowance(4, None)}
+    assert report_store.take({"key:a": 5}, 5, 60, NOW + timedelta(seconds=60)) == {"key:a": Allowance(5, None)}
+
 
