@@ -210,7 +210,7 @@ def canary(nonce):
 def get_blocklist():
     require("appliance")
     feed = blocklist.feed(current.get(), blocklist.FeedQuery.parse(app.current_request.query_params or {}))
-    if app.current_request.headers.get("if-none-match") == feed.etag:
+    if feed.unchanged_for(app.current_request.headers.get("if-none-match")):
         return Response(body="", status_code=304, headers={"ETag": feed.etag})
     return Response(body=feed.body, status_code=200, headers={"Content-Type": feed.content_type, "ETag": feed.etag,
                                                               "Cache-Control": "no-cache"})

@@ -1,6 +1,8 @@
 """The OpenAPI 3.1 description of the node API; a test holds it to the routes app.py really has."""
 from __future__ import annotations
 
+from .core.cases import STATUSES
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -11,7 +13,7 @@ def _json(schema: dict, description: str) -> dict:
 def _errors(*statuses: int) -> dict:
     reasons = {400: "malformed input", 401: "missing or unknown token", 403: "not allowed",
                404: "not found", 409: "conflicting replay", 413: "too large", 421: "misdirected",
-               422: "valid JSON but unacceptable", 429: "rate limited"}
+               415: "not application/json", 422: "valid JSON but unacceptable", 429: "rate limited"}
     return {str(s): _json(ERROR, reasons[s]) for s in statuses}
 
 
@@ -62,9 +64,11 @@ SCHEMAS = {
     "Envelope": {"type": "object", "required": ["report", "signature"], "properties": {
         "report": _ref("Report"), "signature": _ref("Signature"),
         "credentials": {"type": "array", "maxItems": 10, "items": {"type": "object"}}}},
-    "Report": {"type": "object", "description": "X-ARF v4 core fields; the category is the tag netimmune:<slug>",
+    "Report": {"type": "object", "additionalProperties": False,
+               "description": "X-ARF v4 core fields; the category is the tag netimmune:<slug>, and category, type, "
+                              "service (open-* categories) and any rsit: tag must be the ones of that category",
                "required": ["xarf_version", "report_id", "timestamp", "reporter", "source_identifier",
-                            "category", "type"],
+                            "category", "type", "tags"],
                "properties": {"xarf_version": {"const": "4.0.0"}, "report_id": {"type": "string", "format": "uuid"},
                               "timestamp": {"type": "string", "format": "date-time"},
                               "reporter": {"type": "object", "properties": {
@@ -87,7 +91,7 @@ SCHEMAS = {
         "credentials_ignored": {"type": "string"}}},
     "Case": {"type": "object", "properties": {
         "ip": {"type": "string"}, "category": {"type": "string"},
-        "status": {"enum": ["received", "verifying", "confirmed", "refuted", "inconclusive", "resolved"]},
+        "status": {"enum": list(STATUSES)},
         "score": {"type": "number"}, "reports": {"type": "integer"},
         "reporters": {"type": "array", "items": {"type": "object"}}, "verification": {}}},
     "Grant": {"type": "object", "required": ["prefix", "holder", "endpoint"], "properties": {
@@ -106,37 +110,38 @@ PATHS = {
         "post": _op("Grant a sub-delegation; returns it with the chain from the root",
                     {"201": _json({"type": "object", "properties": {"delegation": _ref("Delegation"),
                                                                     "chain": _ref("Chain")}}, "granted"),
-                     **_errors(400, 401, 403, 413, 422)}, admin=True, body=_ref("Grant")),
+                     **_errors(400, 401, 403, 413, 415, 422)}, admin=True, body=_ref("Grant")),
         "get": _op("Delegations held and granted",
                    {"200": _json({"type": "object"}, "held and granted"), **_errors(401, 403)}, admin=True)},
     "/v1/delegations/held": {"put": _op(
         "Install a chain from the root down to a delegation held by this node's key",
-        {"200": _json({"type": "object"}, "installed"), **_errors(400, 401, 403, 413, 422)},
+        {"200": _json({"type": "object"}, "installed"), **_errors(400, 401, 403, 413, 415, 422)},
         admin=True, body={"oneOf": [_ref("Chain"), {"type": "object", "properties": {"chain": _ref("Chain")}}]})},
     "/v1/delegations/{network}/{length}": {"delete": _op(
-        "Revoke a granted delegation", {"200": _json({"type": "object"}, "revoked"), **_errors(401, 403, 404)},
+        "Revoke a granted delegation", {"200": _json({"type": "object"}, "revoked"), **_errors(400, 401, 403, 404)},
         admin=True, params=("network", "length"))},
     "/v1/reports": {"post": _op(
         "Submit one signed report",
         {"202": _json(_ref("Accepted"), "accepted and stored"),
          "200": _json(_ref("Accepted"), "an exact re-send: the first answer again"),
          "421": _json({"allOf": [ERROR, _ref("Referral")]}, "misdirected: the referral to follow"),
-         **_errors(400, 401, 409, 413, 422, 429)}, body=_ref("Envelope"))},
+         **_errors(400, 401, 409, 413, 415, 422, 429)}, body=_ref("Envelope"))},
     "/v1/reports/batch": {"post": _op(
         "Submit up to 1,000 signed reports; one result per item, in order",
         {"200": _json({"type": "object", "properties": {"results": {"type": "array", "items": {
             "type": "object", "properties": {"index": {"type": "integer"}, "status": {"type": "integer"},
                                              "answer": {"type": "object"}}}}}},
-            "one result per envelope, each with its own status"), **_errors(400, 413, 429)},
+            "one result per envelope, each with its own status"), **_errors(400, 413, 415, 429)},
         body={"type": "object", "required": ["reports"], "properties": {
             "reports": {"type": "array", "maxItems": 1000, "items": _ref("Envelope")}}})},
     "/v1/reports/{report_id}": {"get": _op(
         "Status of a report's case: received, verifying, confirmed, refuted, inconclusive or resolved",
         {"200": _json({"type": "object"}, "status, never the evidence"), **_errors(404)}, params=("report_id",))},
-    "/v1/cases": {"get": _op("Cases with score, reporters and verification",
-                             {"200": _json({"type": "object", "properties": {"cases": {
-                                 "type": "array", "items": _ref("Case")}}}, "cases"), **_errors(401, 403, 404)},
-                             admin=True)},
+    "/v1/cases": {"get": {**_op("Cases with score, reporters and verification",
+                                {"200": _json({"type": "object", "properties": {"cases": {
+                                    "type": "array", "items": _ref("Case")}}}, "cases"), **_errors(400, 401, 403)},
+                                admin=True),
+                          "parameters": [{"name": "status", "in": "query", "schema": {"enum": list(STATUSES)}}]}},
     "/v1/cases/{ip}": {"get": _op("Every case of one address, with its reports and evidence",
                                   {"200": _json({"type": "object"}, "cases"), **_errors(400, 401, 403, 404)},
                                   admin=True, params=("ip",))},

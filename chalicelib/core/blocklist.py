@@ -53,6 +53,14 @@ class Feed:
     content_type: str
     etag: str
 
+    def unchanged_for(self, if_none_match: str | None) -> bool:
+        """Whether an If-None-Match header names this feed (RFC 9110 §13.1.2: a list of tags compared weakly,
+        or `*`), so the poller's copy is current and the answer is 304."""
+        if not if_none_match:
+            return False
+        tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+        return "*" in tags or self.etag in tags
+
 
 def _entries(blocks: Iterable[Block], query: FeedQuery) -> dict[str, list[Block]]:
     """Blocked networks (as text) with the blocks behind each, filtered and aggregated as asked."""

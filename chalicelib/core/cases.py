@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from ..protocol.encoding import format_time
-from .errors import NotFound
+from .errors import BadRequest, NotFound
 from .node import Node
 from .ports import Case
 from .targets import parse_target
@@ -36,7 +36,7 @@ def case_summary(node: Node, case: Case) -> dict:
 
 def list_cases(node: Node, status: str | None = None) -> list[dict]:
     if status is not None and status not in STATUSES:
-        raise NotFound(f"no status {status!r}; statuses are {', '.join(STATUSES)}")
+        raise BadRequest(f"no status {status!r}; statuses are {', '.join(STATUSES)}", code="bad_status")
     return [case_summary(node, case) for case in node.reports.list_cases(status=status)]
 
 

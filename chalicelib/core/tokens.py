@@ -24,13 +24,18 @@ def create_token(tokens: TokenStore, role: str, label: str, now: datetime) -> st
     return token
 
 
+# RFC 6750: a 401 for a missing or unknown token names the scheme to use
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="netimmune"'}
+
+
 def require_role(tokens: TokenStore, authorization: str | None, *allowed: str) -> str:
     """The caller's role, if it is one of `allowed`; admin may do everything."""
-    if not authorization or not authorization.startswith("Bearer "):
-        raise Unauthorized("send an API token as 'Authorization: Bearer <token>'")
-    role = tokens.token_role(token_hash(authorization[len("Bearer "):].strip()))
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():  # the scheme's name is case-insensitive (RFC 9110)
+        raise Unauthorized("send an API token as 'Authorization: Bearer <token>'", headers=_CHALLENGE)
+    role = tokens.token_role(token_hash(token.strip()))
     if role is None:
-        raise Unauthorized("unknown API token")
+        raise Unauthorized("unknown API token", headers=_CHALLENGE)
     if role != "admin" and role not in allowed:
         raise Forbidden(f"a {role} token may not do this; it needs {' or '.join(('admin',) + allowed)}")
     return role

@@ -70,6 +70,13 @@ def test_unchanged_feed_answers_304(blocked):
     assert get(blocked, etag=etag).status_code == 200
 
 
+@pytest.mark.parametrize("if_none_match", ['W/{etag}', '"other", {etag}', "*"])
+def test_if_none_match_compares_weakly_and_takes_a_list_or_a_star(blocked, if_none_match):
+    etag = get(blocked).headers["ETag"]
+    assert get(blocked, etag=if_none_match.format(etag=etag)).status_code == 304
+    assert get(blocked, etag='"other", W/"another"').status_code == 200
+
+
 def test_nftables_file_passes_nft_check_mode(blocked, tmp_path):
     path = tmp_path / "blocklist.nft"
     path.write_bytes(get(blocked, "?format=nft").body)

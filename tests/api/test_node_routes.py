@@ -59,6 +59,24 @@ def test_granting_needs_an_admin_token(api):
     assert api.call("GET", "/v1/refer/127.0.1.9")[0] == 404
 
 
+@pytest.mark.parametrize("authorization", [None, "Bearer", "Basic YWRtaW46YWRtaW4=", "Bearer nim_admin_guess"])
+def test_a_401_names_the_bearer_scheme(api, authorization):
+    headers = {"Authorization": authorization} if authorization else {}
+    response = api.client.http.get("/v1/delegations", headers=headers)
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"] == 'Bearer realm="netimmune"'
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+def test_the_token_scheme_is_case_insensitive(api, scheme):
+    response = api.client.http.get("/v1/delegations", headers={"Authorization": f"{scheme} {api.token('admin')}"})
+    assert response.status_code == 200
+
+
+def test_listing_cases_by_an_unknown_status_is_400(api):
+    status, body = api.call("GET", "/v1/cases?status=bogus", token=api.token("reader"))
+    assert (status, body["error"]["code"]) == (400, "bad_status")
+
+
 @pytest.mark.parametrize("body,code", [
     (grant_body(prefix="127.0.1.1/24"), "bad_prefix"),
     (grant_body(holder="ed25519:short"), "bad_request"),
