@@ -34,6 +34,23 @@ MAX_RECEIVE_COUNT = 5
 MEMORY_MB = 512  # Lambda's CPU share grows with memory; signatures and JSON are CPU-bound
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 
+
+def _error_template(code: str, message: str) -> dict:
+    """A refusal API Gateway answers itself, in the JSON error shape of DESIGN.md §3."""
+    return {"application/json": '{"error": {"code": "%s", "message": %s}}' % (code, message)}
+
+
+# What API Gateway answers before the app sees a request. A path or method no route takes is its
+# "Missing Authentication Token" 403 by default: a 404 here, as the local node answers it.
+GATEWAY_RESPONSES = {
+    "MISSING_AUTHENTICATION_TOKEN": {"StatusCode": "404", "ResponseTemplates": _error_template(
+        "not_found", '"no route for $context.httpMethod $context.path"')},
+    "THROTTLED": {"ResponseTemplates": _error_template("rate_limited", "$context.error.messageString")},
+    "REQUEST_TOO_LARGE": {"ResponseTemplates": _error_template("too_large", "$context.error.messageString")},
+    "DEFAULT_4XX": {"ResponseTemplates": _error_template("bad_request", "$context.error.messageString")},
+    "DEFAULT_5XX": {"ResponseTemplates": _error_template("internal", "$context.error.messageString")},
+}
+
 TABLE_ACTIONS = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem",
                  "dynamodb:DeleteItem", "dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem",
                  "dynamodb:Query", "dynamodb:UpdateItem"]
@@ -199,9 +216,11 @@ class NodeStack(cdk.Stack):
                 "https://${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/v1"))
 
     def _tune_api(self, rate: int) -> None:
-        """Traced, throttled (a flood costs money, not just time), and under the org's own name if it has one."""
+        """Traced, throttled (a flood costs money, not just time), its own refusals in the app's error shape, and
+        under the org's own name if it has one."""
         api = self.chalice.get_resource("RestAPI")
         api.add_property_override("TracingEnabled", True)
+        api.add_property_override("GatewayResponses", GATEWAY_RESPONSES)
         api.add_property_override("MethodSettings", [{
             "ResourcePath": "/*", "HttpMethod": "*",
             "ThrottlingRateLimit": rate, "ThrottlingBurstLimit": 2 * rate}])

@@ -248,6 +248,20 @@ def test_api_is_regional_traced_throttled_and_served_under_the_org_domain(stack,
     template.has_resource_properties("AWS::ApiGateway::BasePathMapping", {"Stage": {"Ref": stage}})
 
 
+def test_api_gateway_answers_unknown_routes_404_and_its_own_refusals_in_the_json_error_shape(stack):
+    """API Gateway answers some requests without the app: a path no route takes (its 403 "Missing
+    Authentication Token" by default), throttling, oversized bodies. They get the app's JSON error shape."""
+    api = stack.resource(stack.logical_id("AWS::ApiGateway::RestApi"))
+    responses = api["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["statusCode"] == "404"
+    for kind in ("MISSING_AUTHENTICATION_TOKEN", "THROTTLED", "REQUEST_TOO_LARGE", "DEFAULT_4XX", "DEFAULT_5XX"):
+        template = responses[kind]["responseTemplates"]["application/json"]
+        # as API Gateway fills it in: $context.error.messageString is the message, already quoted
+        filled = (template.replace("$context.error.messageString", '"Too Many Requests"')
+                  .replace("$context.httpMethod", "GET").replace("$context.path", "/v2/x"))
+        assert set(json.loads(filled)["error"]) == {"code", "message"}
+
+
 @pytest.mark.parametrize("form", ["sam", "translated"])
 def test_cfn_lint_finds_nothing_in_the_template(stack, form):
     matches = lint(json.dumps(getattr(stack, form)), regions=[REGION])
