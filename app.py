@@ -89,12 +89,16 @@ def api(path: str, methods: tuple[str, ...] = ("GET",)):
     return register
 
 
+def not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
 def request_json(limit: int = MAX_JSON_BODY):
     raw = app.current_request.raw_body or b""
     if len(raw) > limit:
         raise PayloadTooLarge(f"body of {len(raw)} bytes exceeds {limit}")
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=not_json)  # Python's json would take NaN and Infinity
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeper than Python goes
         raise BadRequest("body is not valid JSON", code="bad_json") from None
 

@@ -114,8 +114,10 @@ def test_credentials_that_are_not_a_list_are_400(isp, credentials):
 
 
 @pytest.mark.parametrize("path", ["/v1/reports", "/v1/reports/batch"])
-def test_json_nested_deeper_than_python_parses_is_400(isp, path):
-    status, body = isp.call("POST", path, raw=b"[" * 100_000)
+@pytest.mark.parametrize("raw", [b"[" * 100_000, b'{"reports": [NaN]}', b'{"report": {"confidence": Infinity}}'],
+                         ids=["nested-too-deep", "nan", "infinity"])
+def test_bodies_that_are_not_json_are_400(isp, path, raw):
+    status, body = isp.call("POST", path, raw=raw)
     assert (status, body["error"]["code"]) == (400, "bad_json")
 
 
