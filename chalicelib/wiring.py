@@ -18,6 +18,7 @@ from .adapters.sqlite_queue import SQLiteJobQueue
 from .adapters.sqlite_reports import SQLiteReportStore
 from .adapters.sqlite_store import SQLiteDelegationStore, SQLiteTokenStore
 from .adapters.sqlite_verification import SQLiteVerificationStore
+from .checks.runner import ProbeScanner
 from .core import jobs
 from .core.node import Node
 from .core.policy import DEFAULT_POLICY, load_policy
@@ -91,8 +92,8 @@ def build_node(settings: Settings, clock=None) -> Node:
     ports["verifications"] = CountedVerifications(ports["verifications"], metrics)
     ports["notifier"] = CountedNotifier(ports["notifier"], metrics)
     policy = load_policy(settings.policy_path) if settings.policy_path else DEFAULT_POLICY
-    return Node(settings=settings, key=load_key(settings), **ports, policy=policy, clock=clock,
-                tally=TallyRules(half_life_hours=settings.half_life_hours),
+    return Node(settings=settings, key=load_key(settings), **ports, scanner=ProbeScanner(settings.max_concurrent_checks),
+                policy=policy, clock=clock, tally=TallyRules(half_life_hours=settings.half_life_hours),
                 webhook_sender=HttpWebhookSender(), webhook_secrets=webhook_secrets(policy, os.environ))
 
 

@@ -56,3 +56,13 @@ async def run_checks(ip: str, names: Iterable[str], options: Mapping[str, Mappin
     options = options or {}
     limit = limit or asyncio.Semaphore(DEFAULT_CONCURRENCY)
     return list(await asyncio.gather(*(run_check(name, ip, options.get(name, {}), limit, budget) for name in names)))
+
+
+class ProbeScanner:
+    """The checks as the node's scanner port: one verification's probes run concurrently, `concurrency` at most."""
+
+    def __init__(self, concurrency: int = DEFAULT_CONCURRENCY):
+        self.concurrency = concurrency
+
+    def scan(self, ip: str, checks: Iterable[str], options: Mapping[str, Mapping[str, Any]]) -> list[CheckResult]:
+        return asyncio.run(run_checks(ip, checks, options, asyncio.Semaphore(self.concurrency)))

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from ..protocol.keys import KeyPair
 from ..settings import Settings
 from .policy import Policy
-from .ports import (Clock, DelegationStore, JobQueue, Notifier, ReportStore, TokenStore, VerificationStore,
-                    WebhookSender)
+from .ports import (Clock, DelegationStore, JobQueue, Notifier, ReportStore, Scanner, TokenStore,
+                    VerificationStore, WebhookSender)
 from .tally import TallyRules
 
 
@@ -23,6 +23,7 @@ class Node:
     verifications: VerificationStore
     queue: JobQueue
     notifier: Notifier
+    scanner: Scanner                                 # the verification probes, which alone reach other hosts
     policy: Policy
     clock: Clock
     tally: TallyRules

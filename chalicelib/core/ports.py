@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
+from ..checks.result import CheckResult
 from ..protocol.delegation import Delegation, parse_delegation
 from ..protocol.prefixes import IPAddress, IPNetwork
 
@@ -266,6 +267,12 @@ class VerificationStore(Protocol):
 
     def clear_digest(self, window_start: datetime) -> None:
         """Forget a window's held alerts once its digest went out (windows take no alerts after they end)."""
+
+
+class Scanner(Protocol):
+    def scan(self, ip: str, checks: Sequence[str], options: Mapping[str, Mapping[str, Any]]) -> list[CheckResult]:
+        """Probe ip with each named check once (`options[name]`: that check's keyword arguments); a check that
+        fails is an `error` result, not an exception. Results in the order of `checks`."""
 
 
 class WebhookSender(Protocol):

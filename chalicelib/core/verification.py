@@ -7,7 +7,6 @@ their effects happen once.
 """
 from __future__ import annotations
 
-import asyncio
 import secrets
 import uuid
 from collections.abc import Iterable
@@ -15,7 +14,6 @@ from datetime import timedelta
 from typing import Any
 
 from ..checks.result import CheckResult, Verdict
-from ..checks.runner import run_checks
 from ..protocol.prefixes import IPAddress, parse_ip, special_purpose
 from .actions import run_actions
 from .node import Node
@@ -133,8 +131,7 @@ def verify(node: Node, payload: dict) -> None:
             results: list[CheckResult] = []
             verdict, summary = Verdict.ERROR.value, f"not probed: {refusal}"
         else:
-            limit = asyncio.Semaphore(node.settings.max_concurrent_checks)
-            results = asyncio.run(run_checks(ip, rule.checks, check_options(node, ip), limit))
+            results = node.scanner.scan(ip, rule.checks, check_options(node, ip))
             verdict = combine(results)
             summary = "; ".join(r.summary for r in results)
         result = {"verdict": verdict, "summary": summary, "checked_at": node.clock.now().isoformat(),
