@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 import sys
 
 import click
@@ -11,7 +12,15 @@ from ..core.errors import NodeError
 
 
 class CommandError(click.ClickException):
-    """A refusal a person can act on; printed as `error: …` with exit code 1."""
+    """A refusal a person can act on; printed as `error: …` with exit code 1 (or `exit_code`).
+
+    `code` names it for scripts, and `details` adds fields to its JSON form (see json_errors)."""
+
+    def __init__(self, message: str, *, code: str = "error", exit_code: int = 1, details: dict | None = None):
+        super().__init__(message)
+        self.code = code
+        self.exit_code = exit_code
+        self.details = details or {}
 
     def format_message(self) -> str:
         return self.message
@@ -28,8 +37,26 @@ def refusals_to_exit(func):
             return func(*args, **kwargs)
         except NodeError as exc:
             raise CommandError(exc.message) from None
+        except sqlite3.Error as exc:
+            raise CommandError(f"the node database failed: {exc}") from None
         except (ValueError, OSError) as exc:
             raise CommandError(str(exc)) from None
+    return run
+
+
+def json_errors(func):
+    """With --json a refusal is also printed on stdout as {"error": {"code", "message"}}, so a script that
+    reads stdout always gets JSON; the exit code and the line on stderr stay as they are."""
+    @functools.wraps(func)
+    def run(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except click.ClickException as exc:
+            if kwargs.get("as_json"):
+                code = getattr(exc, "code", "usage")
+                print_json({"error": {"code": code, "message": exc.format_message()},
+                            **getattr(exc, "details", {})})
+            raise
     return run
 
 

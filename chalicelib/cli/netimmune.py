@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from ..core import delegations
 from ..core.tally import RANKS
 from ..core.tokens import ROLES, create_token
 from ..protocol.encoding import format_time
-from ..protocol.keys import KeyPair, parse_public_key
+from ..protocol.keys import InvalidKey, KeyPair, parse_public_key
 from ..settings import Settings
 from .common import CommandError, print_json, refusals_to_exit
 
@@ -40,15 +41,30 @@ def node_options(func):
 
 def settings_from(options: dict) -> Settings:
     keys = ("db_path", "key_file", "trust_anchor", "endpoint", "dev_mode", "policy_path")
+    if options.get("trust_anchor"):
+        try:
+            parse_public_key(options["trust_anchor"])
+        except InvalidKey as exc:
+            raise CommandError(f"--anchor: {exc}") from None
     return Settings.from_env().with_overrides(**{k: options.pop(k) for k in keys})
 
 
-def node_from(options: dict, **overrides):
-    """The node the options name. Wiring, and every adapter with it (boto3 among them), is imported only by
-    the commands that build a node, so `--help` and `keys` start at once."""
+def node_from(options: dict, creates_database: bool = False, **overrides):
+    """The node the options name. Only the commands that run a node (serve, worker) may create its SQLite
+    database: for any other, a missing one is a mistyped --db, not a new node.
+
+    Wiring, and every adapter with it (boto3 among them), is imported only by the commands that build a node,
+    so `--help` and `keys` start at once."""
     from ..wiring import build_node
 
-    return build_node(settings_from(options).with_overrides(**overrides))
+    settings = settings_from(options).with_overrides(**overrides)
+    if settings.store == "sqlite" and not creates_database and not settings.db_path.exists():
+        raise CommandError(f"no node database at {settings.db_path}; check --db (or NETIMMUNE_DB), or run "
+                           "`netimmune serve` once to create the node")
+    try:
+        return build_node(settings)
+    except sqlite3.Error as exc:
+        raise CommandError(f"{settings.db_path} is not a usable node database: {exc}") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -97,12 +113,13 @@ def serve(host, port, threads, with_worker, **options) -> None:
 
     import app as node_app
 
-    from ..adapters.wsgi import ChaliceWSGI
+    from ..adapters.wsgi import MAX_BODY, ChaliceWSGI
 
-    node = node_from(options, trust_peer_header=True)
+    node = node_from(options, creates_database=True, trust_peer_header=True)
     node_app.current.set(node)
+    # waitress would otherwise buffer a body of up to 1 GiB before the adapter refuses it
     server = create_server(ChaliceWSGI(node_app.app), host=host, port=port, threads=threads,
-                           ident="netimmune", clear_untrusted_proxy_headers=True)
+                           ident="netimmune", clear_untrusted_proxy_headers=True, max_request_body_size=MAX_BODY)
     # waitress warns "Task queue depth is N" on every request while all threads are busy: under load that
     # logging alone costs more than a referral
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
@@ -141,7 +158,7 @@ def worker(once, lease_seconds, **options) -> None:
 
     import app as node_app
 
-    node = node_from(options)
+    node = node_from(options, creates_database=True)
     node_app.current.set(node)
     runner = local_worker(node, lease_seconds)
     if once:

@@ -44,13 +44,20 @@ def grant(node: Node, prefix_text: str, holder: str, endpoint: str, days: int | 
 
 
 def _held_parent(node: Node, prefix) -> DelegationMatch:
+    """The most specific delegation held over prefix that names this node's key as holder: a grant hung below
+    one held by another key would be a chain that does not validate (wrong issuer)."""
     now = node.clock.now()
     held = [m for m in node.delegations.list_delegations(Role.HELD)
             if contains(m.delegation.prefix, prefix) and m.delegation.valid_at(now)]
     if not held:
         raise Forbidden(f"{prefix} is not inside any space this node holds; install a delegation first",
                         code="not_held")
-    return max(held, key=lambda m: m.delegation.prefix.prefixlen)
+    own = [m for m in held if m.delegation.holder == node.key.public]
+    if not own:
+        raise Forbidden(f"the delegation held for {prefix} names {held[0].delegation.holder} as holder, not this "
+                        f"node's key {node.key.public}; use that key, or install a delegation for this one",
+                        code="not_holder")
+    return max(own, key=lambda m: m.delegation.prefix.prefixlen)
 
 
 def install(node: Node, chain: Any) -> Delegation:

@@ -22,6 +22,7 @@ def run(tmp_path, monkeypatch):
         return result.output
 
     invoke("keys", "new")
+    invoke("worker", "--once")   # the node's first start creates its database, as `serve` does
     return invoke
 
 
@@ -90,16 +91,71 @@ def test_case_export_prints_x_arf_for_a_stored_case(run, tmp_path, root_key):
                                                root_key.public, ok=False)
 
 
-def test_local_commands_start_without_loading_the_aws_sdk(tmp_path):
+def test_local_commands_start_without_loading_the_aws_sdk(run, tmp_path):
     """A local node never needs boto3 or the X-Ray SDK: importing them added half a second to every command."""
     import subprocess
     import sys
 
     script = ("import sys; from chalicelib.cli.netimmune import main\n"
-              "for args in (['keys', 'new'], ['delegate', 'list']):\n"
+              "for args in (['keys', 'show'], ['delegate', 'list']):\n"
               "    main(args, standalone_mode=False)\n"
               "print(sorted(m for m in ('boto3', 'botocore.client', 'aws_xray_sdk') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                             env={"PATH": "/usr/bin:/bin", "NETIMMUNE_DB": str(tmp_path / "node.db")})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_a_missing_database_is_refused_not_created(run, tmp_path):
+    """A mistyped --db must not quietly become a new, empty node (with a token for nobody's node)."""
+    output = run("token", "create", "--role", "admin", "--db", str(tmp_path / "tpyo.db"), "--key",
+                 str(tmp_path / "node.key"), ok=False)
+    assert output.startswith(f"error: no node database at {tmp_path / 'tpyo.db'}")
+    assert not (tmp_path / "tpyo.db").exists()
+
+
+def test_a_file_that_is_not_a_database_is_refused_clearly(run, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a database\n" * 100)
+    output = run("delegate", "list", "--db", str(tmp_path / "notes.txt"), "--key", str(tmp_path / "node.key"),
+                 ok=False)
+    assert output.strip() == f"error: {tmp_path / 'notes.txt'} is not a usable node database: file is not a database"
+
+
+def test_a_malformed_anchor_is_named_by_its_option(run):
+    output = run("delegate", "list", "--anchor", "bogus", ok=False)
+    assert output.startswith("error: --anchor: public key must start with")
+
+
+def test_grant_refuses_to_build_on_a_delegation_held_by_another_key(run, tmp_path, root_key):
+    """With --key naming another key than the one the held delegation names, the grant would not validate."""
+    from chalicelib.core.delegations import install, list_delegations
+    from chalicelib.settings import Settings
+    from chalicelib.wiring import build_node
+    from tests.conftest import delegate
+
+    node = build_node(Settings(db_path=tmp_path / "node.db", dev_mode=True, trust_anchor=root_key.public))
+    install(node, [delegate(root_key, "127.0.0.0/16", node.key).document])
+    KeyPair.generate().save(tmp_path / "other.key")
+    output = run("delegate", "grant", "127.0.1.0/24", "--holder", KeyPair.generate().public, "--to",
+                 "http://127.0.0.2:8080", "--anchor", root_key.public, "--key", str(tmp_path / "other.key"), ok=False)
+    assert output.startswith("error: the delegation held for 127.0.1.0/24 names ")
+    assert list_delegations(node)["granted"] == []
+
+
+def test_serve_refuses_an_oversized_body_before_reading_it(tmp_path):
+    """waitress answers 413 from the Content-Length alone instead of buffering up to 1 GiB first."""
+    import socket
+
+    from chalicelib.adapters.wsgi import MAX_BODY
+    from chalicelib.cli.localnet import LocalNode
+
+    node = LocalNode("big", tmp_path)
+    node.create_key()
+    node.start()
+    try:
+        with socket.create_connection((node.host, node.port), timeout=5) as connection:
+            connection.sendall(f"POST /v1/reports/batch HTTP/1.1\r\nHost: {node.host}\r\nContent-Type: application/json"
+                               f"\r\nContent-Length: {MAX_BODY + 1}\r\n\r\n".encode())
+            assert connection.recv(64).startswith(b"HTTP/1.1 413")
+    finally:
+        node.stop()
