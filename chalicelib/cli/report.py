@@ -10,24 +10,26 @@ from __future__ import annotations
 import json
 import mimetypes
 import sys
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 
 from ..client.bulk import BulkError, BulkImport
-from ..client.config import ConfigError, ReporterConfig, config_dir
+from ..client.config import ConfigError, ReporterConfig, check_base_url, check_root_key, config_dir, parse_smtp
 from ..client.resolver import Resolution, Resolver
-from ..client.submitter import DeliveryError, Submitter
+from ..client.submitter import DeliveryError, Submitter, json_object, refusal
 from ..protocol.categories import CATEGORIES, by_slug
 from ..protocol.delegation import parse_delegation
 from ..protocol.encoding import EncodingError, parse_time
-from ..protocol.keys import KeyPair, parse_public_key
+from ..protocol.keys import KeyPair
 from ..protocol.prefixes import AddressError, parse_ip
 from ..protocol.report import MAX_EVIDENCE_BYTES, Evidence, build_report, sign_envelope
-from .common import CommandError, print_json
+from .common import CommandError, json_errors, print_json
 
 EXIT_NO_OWNER = 3
+CHOSEN_CATEGORY = "report.category"      # the slug of the category flag given, in click's context meta
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
@@ -40,8 +42,25 @@ def config_option(func):
 def load_config(path: Path | None) -> ReporterConfig:
     try:
         return ReporterConfig.load(path or config_dir() / "report.json")
-    except (ConfigError, ValueError) as exc:
-        raise CommandError(str(exc)) from None
+    except ConfigError as exc:
+        raise CommandError(str(exc), code="config") from None
+
+
+def checked_option(name: str, check, value):
+    """An option's value through one of the configuration's checks; a refusal names the option."""
+    try:
+        return check(value)
+    except ConfigError as exc:
+        raise CommandError(f"{name}: {exc}", code="usage") from None
+
+
+def resolver_for(config: ReporterConfig | None, root_url: str | None, root_key: str | None) -> Resolver:
+    """The configured root, unless --root-url or --root-key (or their variables) name another one."""
+    url = checked_option("--root-url (or NETIMMUNE_ROOT_URL)", check_base_url, root_url) if root_url \
+        else config.root_url
+    key = checked_option("--root-key (or NETIMMUNE_ROOT_KEY)", check_root_key, root_key) if root_key \
+        else config.root_key
+    return Resolver(url, key)
 
 
 def describe_chain(chain) -> list[str]:
@@ -66,7 +85,7 @@ def read_evidence(files: tuple[Path, ...]) -> tuple[Evidence, ...]:
         try:
             payload = path.read_bytes()
         except OSError as exc:
-            raise CommandError(f"cannot read evidence {path}: {exc}") from None
+            raise CommandError(f"cannot read evidence {path}: {exc}", code="evidence") from None
         kind = mimetypes.guess_type(path.name)[0] or ("text/plain" if path.suffix in (".log", ".txt", "") else
                                                         "application/octet-stream")
         items.append(Evidence(kind, payload, path.name))
@@ -77,7 +96,7 @@ def read_evidence(files: tuple[Path, ...]) -> tuple[Evidence, ...]:
     size = sum(len(item.payload) for item in items)
     if size > MAX_EVIDENCE_BYTES:
         raise CommandError(f"evidence is {size} bytes; a report carries at most {MAX_EVIDENCE_BYTES} "
-                           "(256 KiB): pass the relevant lines only")
+                           "(256 KiB): pass the relevant lines only", code="evidence_too_large")
     return tuple(items)
 
 
@@ -93,9 +112,21 @@ def remember(report_id: str, ip: str, endpoint: str) -> None:
         log.write(json.dumps({"report_id": report_id, "ip": ip, "endpoint": endpoint}) + "\n")
 
 
+def choose_category(ctx: click.Context, param: click.Parameter, given: bool) -> None:
+    """Each category flag is an option of its own, so that a second one is seen and refused: sharing one
+    destination, the last would silently win."""
+    if not given:
+        return
+    flag = param.opts[0]
+    if CHOSEN_CATEGORY in ctx.meta:
+        raise click.UsageError(f"one category per report, not --{ctx.meta[CHOSEN_CATEGORY]} and {flag}", ctx)
+    ctx.meta[CHOSEN_CATEGORY] = flag.removeprefix("--")
+
+
 def category_flags(func):
-    for slug, category in reversed(list(CATEGORIES.items())):
-        func = click.option(category.flag, "category", flag_value=slug, help=category.title)(func)
+    for category in reversed(list(CATEGORIES.values())):
+        func = click.option(category.flag, is_flag=True, expose_value=False, help=category.title,
+                            callback=choose_category)(func)
     return func
 
 
@@ -134,7 +165,8 @@ def bulk_options(func):
               "the IANA bootstrap names")
 @config_option
 @bulk_options
-def send(category, ip, port, comment, observed, evidence_files, dry_run, as_json, root_url, root_key,
+@json_errors
+def send(ip, port, comment, observed, evidence_files, dry_run, as_json, root_url, root_key,
          config_path, bulk_file, state_file, batch_size, max_wait, no_fallback, rdap_url) -> None:
     """Report an abusive IP address to whoever runs its address space.
 
@@ -143,41 +175,43 @@ def send(category, ip, port, comment, observed, evidence_files, dry_run, as_json
     Then:       report --open-proxy 198.51.100.7 < logfile
     Follow up:  report status REPORT_ID
     Exit codes: 0 delivered (or mailed to the RDAP abuse contact), 1 refused or unreachable, 3 no owner found.
+    With --json, errors too are JSON on stdout: {"error": {"code": …, "message": …}}.
     """
+    category = click.get_current_context().meta.get(CHOSEN_CATEGORY)
     if bulk_file is not None:
         if ip or category or dry_run:
             raise CommandError("with --bulk the CSV names every address and category: give no IP, category "
-                               "or --dry-run")
+                               "or --dry-run", code="usage")
         config = load_config(config_path)
-        submitter = Submitter(Resolver(root_url or config.root_url, root_key or config.root_key))
+        submitter = Submitter(resolver_for(config, root_url, root_key))
         return send_bulk(submitter, config, bulk_file, state_file, batch_size, max_wait, as_json)
     if ip is None:
-        raise CommandError("which address? give an IP, or --bulk FILE (see report --help)")
+        raise CommandError("which address? give an IP, or --bulk FILE (see report --help)", code="usage")
     config = None if dry_run and root_url and root_key else load_config(config_path)
-    resolver = Resolver(root_url or config.root_url, root_key or config.root_key)
+    resolver = resolver_for(config, root_url, root_key)
     try:
         parse_ip(ip)
     except AddressError as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandError(str(exc), code="bad_ip") from None
     submitter = Submitter(resolver)
     if dry_run:
         return show_owner(submitter, ip, as_json)
     if category is None:
-        raise CommandError("say what the address did, e.g. --open-proxy (see report --help for all categories)")
+        raise CommandError("say what the address did, e.g. --open-proxy (see report --help for all categories)",
+                           code="usage")
     try:
         when = parse_time(observed) if observed else datetime.now(timezone.utc)
-        key = KeyPair.load(config.key_file)
-        credentials = config.credentials()
-    except (EncodingError, ValueError) as exc:
-        raise CommandError(str(exc)) from None
+    except EncodingError as exc:
+        raise CommandError(f"--time: {exc}", code="bad_time") from None
+    key, credentials = reporter_key(config)
     report = build_report(by_slug(category), ip, config.reporter, when, evidence=read_evidence(evidence_files),
                           port=port, comment=comment)
     try:
         delivery = submitter.deliver(sign_envelope(report, key, credentials))
     except DeliveryError as exc:
         if exc.kind == "no_owner" and not no_fallback:
-            fall_back_to_rdap(report, config, rdap_url, as_json, exc)
-        fail(exc, as_json)
+            return fall_back_to_rdap(report, config, rdap_url, as_json, exc)
+        raise delivery_failed(exc) from None
     remember(report["report_id"], ip, delivery.endpoint)
     if as_json:
         print_json({"report_id": report["report_id"], "endpoint": delivery.endpoint, "status": delivery.status,
@@ -191,17 +225,21 @@ def send(category, ip, port, comment, observed, evidence_files, dry_run, as_json
             click.echo(f"warning: credentials not accepted: {delivery.answer['credentials_ignored']}", err=True)
 
 
+def reporter_key(config: ReporterConfig) -> tuple[KeyPair, list]:
+    """The key that signs, and the credentials that give it a rank."""
+    try:
+        return KeyPair.load(config.key_file), config.credentials()
+    except (ValueError, OSError) as exc:
+        raise CommandError(str(exc), code="config") from None
+
+
 def send_bulk(submitter: Submitter, config: ReporterConfig, csv_path: Path, state_path: Path | None,
               batch_size: int, max_wait: int, as_json: bool) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     state_path = state_path or csv_path.with_name(csv_path.name + ".state.json")
-    try:
-        key = KeyPair.load(config.key_file)
-        credentials = config.credentials()
-    except (ValueError, OSError) as exc:
-        raise CommandError(str(exc)) from None
+    key, credentials = reporter_key(config)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True)) as progress:
         task = progress.add_task(csv_path.name, total=None)
@@ -214,9 +252,10 @@ def send_bulk(submitter: Submitter, config: ReporterConfig, csv_path: Path, stat
         try:
             summary = importer.run(csv_path, state_path)
         except (BulkError, OSError) as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(str(exc), code="bulk_stopped") from None
         except KeyboardInterrupt:
-            raise CommandError(f"interrupted; run the same command again to resume from {state_path}") from None
+            raise CommandError(f"interrupted; run the same command again to resume from {state_path}",
+                               code="interrupted") from None
     if as_json:
         print_json(summary.to_json())
     else:
@@ -240,10 +279,10 @@ def fall_back_to_rdap(report: dict, config: ReporterConfig, rdap_url: str | None
                                            outbox_dir=config_dir() / "outbox", base_url_override=rdap_url)
     except (RdapError, OSError) as exc:
         raise CommandError(f"{error.message}; asking its registry for an abuse contact failed too ({exc}); "
-                           "try again later") from None
+                           "try again later", code="rdap_failed") from None
     if fallback is None:
-        click.echo(f"{ip} is not on netimmune, and its registry lists no abuse contact for it", err=True)
-        sys.exit(EXIT_NO_OWNER)
+        raise CommandError(f"{ip} is not on netimmune, and its registry lists no abuse contact for it",
+                           code="no_abuse_contact", exit_code=EXIT_NO_OWNER)
     where = fallback.destination
     sent = not where.endswith(".eml")
     if as_json:
@@ -256,16 +295,11 @@ def fall_back_to_rdap(report: dict, config: ReporterConfig, rdap_url: str | None
                    f"{fallback.contact.range or ''}, via {fallback.contact.server}")
         click.echo(f"sent X-ARF report {report['report_id']} to {fallback.contact.email} through {where}" if sent
                    else f"wrote X-ARF report {report['report_id']} to {where} — send it to {fallback.contact.email}")
-    sys.exit(0)
 
 
-def fail(error: DeliveryError, as_json: bool):
-    if as_json:
-        print_json({"error": error.kind, "message": error.message, "status": error.status,
-                    "retry_after": error.retry_after})
-    else:
-        click.echo(f"error: {error.message}", err=True)
-    sys.exit(EXIT_NO_OWNER if error.kind == "no_owner" else 1)
+def delivery_failed(error: DeliveryError) -> CommandError:
+    return CommandError(error.message, code=error.kind, exit_code=EXIT_NO_OWNER if error.kind == "no_owner" else 1,
+                        details={"status": error.status, "retry_after": error.retry_after})
 
 
 def show_owner(submitter: Submitter, ip: str, as_json: bool) -> None:
@@ -275,7 +309,7 @@ def show_owner(submitter: Submitter, ip: str, as_json: bool) -> None:
         if as_json and exc.resolution is not None:
             print_json(resolution_json(exc.resolution))
             sys.exit(EXIT_NO_OWNER)
-        fail(exc, as_json)
+        raise delivery_failed(exc) from None
     if as_json:
         print_json(resolution_json(resolution))
         return
@@ -303,19 +337,20 @@ def init(root_url, root_key, org, contact, domain, smtp, credentials_file, confi
     if path.exists():
         raise CommandError(f"{path} exists; edit it, or pass --config for another one")
     key_file = path.with_name("reporter.key")
+    smtp_host, smtp_port = checked_option("--smtp", parse_smtp, smtp) if smtp else (None, 25)
     try:
-        parse_public_key(root_key)
-        key = KeyPair.load(key_file) if key_file.exists() else KeyPair.generate()
-        if not key_file.exists():
-            key.save(key_file)
-        smtp_host, _, smtp_port = (smtp or "").partition(":")
-        config = ReporterConfig(root_url.rstrip("/"), root_key, str(key_file),
+        config = ReporterConfig(checked_option("--root-url", check_base_url, root_url),
+                                checked_option("--root-key", check_root_key, root_key), str(key_file),
                                 {"org": org, "contact": contact, "domain": domain},
                                 str(Path(credentials_file).resolve()) if credentials_file else None,
-                                smtp_host or None, int(smtp_port or 25))
-        config.save(path)
+                                smtp_host, smtp_port)
+        key = KeyPair.load(key_file) if key_file.exists() else None
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    if key is None:    # written only once everything above is known to be right
+        key = KeyPair.generate()
+        key.save(key_file)
+    config.save(path)
     click.echo(f"reporter key {key.public}")
     click.echo(f"configuration written to {path}")
 
@@ -324,27 +359,49 @@ def init(root_url, root_key, org, contact, domain, smtp, credentials_file, confi
 @click.argument("report_id")
 @click.option("--endpoint", help="the node the report went to (default: from the local log of sent reports)")
 @click.option("--json", "as_json", is_flag=True)
+@json_errors
 def status(report_id, endpoint, as_json) -> None:
     """Ask the owner's node what became of a report you sent."""
     import httpx
 
-    if endpoint is None:
-        sent = [json.loads(line) for line in sent_log().read_text().splitlines()] if sent_log().exists() else []
-        matches = [s for s in sent if s["report_id"] == report_id]
-        if not matches:
-            raise CommandError(f"no record of sending {report_id} from here; pass --endpoint URL")
-        endpoint = matches[-1]["endpoint"]
+    try:
+        report_id = str(uuid.UUID(report_id))
+    except ValueError:
+        raise CommandError(f"{report_id!r} is not a report id (a UUID, as `report` printed it)",
+                           code="bad_report_id") from None
+    endpoint = checked_option("--endpoint", check_base_url, endpoint) if endpoint else sent_to(report_id)
     try:
         response = httpx.get(f"{endpoint}/v1/reports/{report_id}", timeout=10)
     except httpx.HTTPError as exc:
-        raise CommandError(f"{endpoint} did not answer: {exc}") from None
+        raise CommandError(f"{endpoint} did not answer: {exc}", code="unreachable") from None
     if response.status_code != 200:
-        raise CommandError(f"{endpoint} answered {response.status_code}: {response.text[:200]}")
-    body = response.json()
+        code, message = refusal(response)
+        raise CommandError(f"{endpoint} answered {response.status_code}: {message}", code=code,
+                           details={"status": response.status_code})
+    body = json_object(response)
+    if body is None or not all(isinstance(body.get(name), str) for name in ("report_id", "ip", "category", "status")):
+        raise CommandError(f"{endpoint} answered without the report's status; is it a netimmune node?",
+                           code="bad_answer")
     if as_json:
         print_json(body)
     else:
         click.echo(f"{body['report_id']}: {body['ip']} ({body['category']}) is {body['status']} at {endpoint}")
+
+
+def sent_to(report_id: str) -> str:
+    """Where the local log says the report went; a damaged line is skipped, as the log is only a convenience."""
+    endpoint = None
+    lines = sent_log().read_text(errors="replace").splitlines() if sent_log().exists() else []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("report_id") == report_id:
+            endpoint = entry.get("endpoint")
+    if not isinstance(endpoint, str):
+        raise CommandError(f"no record of sending {report_id} from here; pass --endpoint URL", code="unknown_report")
+    return endpoint
 
 
 SUBCOMMANDS = {"init": init, "status": status}

@@ -288,7 +288,13 @@ class BulkImport:
 
     def _rows(self, csv_path: Path) -> Iterator[Row]:
         with csv_path.open(newline="", encoding="utf-8-sig") as source:
-            yield from read_rows(source, self.key.public)
+            try:
+                yield from read_rows(source, self.key.public)
+            except UnicodeDecodeError as exc:
+                raise BulkError(f"{csv_path} is not UTF-8 text ({exc.reason}); save it as UTF-8 and run the "
+                                "command again") from None
+            except csv.Error as exc:
+                raise BulkError(f"{csv_path} is not a readable CSV: {exc}") from None
 
     @staticmethod
     def _load_state(path: Path, digest: str) -> ImportState:

@@ -5,8 +5,9 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from ..protocol.keys import parse_public_key
+from ..protocol.keys import InvalidKey, parse_public_key
 
 
 class ConfigError(ValueError):
@@ -20,6 +21,34 @@ def config_dir() -> Path:
     return Path(base) / "netimmune"
 
 
+def check_base_url(url) -> str:
+    """A node's base URL (the root's, a report's owner): http(s) with a host, returned without a trailing '/'."""
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"{url!r} is not an http(s) URL with a host")
+    return url.rstrip("/")
+
+
+def check_root_key(key) -> str:
+    try:
+        parse_public_key(key)
+    except InvalidKey as exc:
+        raise ConfigError(str(exc)) from None
+    return key
+
+
+def parse_smtp(text: str) -> tuple[str, int]:
+    """HOST, HOST:PORT or [IPv6]:PORT; the port defaults to 25."""
+    try:
+        parts = urlsplit("//" + text)
+        host, port = parts.hostname, parts.port or 25
+    except ValueError:
+        host = None
+    if not host or parts.path or not 0 < port < 65536:
+        raise ConfigError(f"{text!r} is not HOST[:PORT]")
+    return host, port
+
+
 @dataclass
 class ReporterConfig:
     root_url: str
@@ -29,6 +58,22 @@ class ReporterConfig:
     credentials_file: str | None = None            # chain + endorsement giving this key a rank
     smtp_host: str | None = None                   # for reports mailed to owners not on netimmune
     smtp_port: int = 25
+
+    def __post_init__(self):
+        """Checked whenever one is made, by `report init` or from a file, so a bad value is named before use."""
+        for name, check in (("root_url", check_base_url), ("root_key", check_root_key)):
+            try:
+                setattr(self, name, check(getattr(self, name)))
+            except ConfigError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+        wrong = [name for name, ok in (
+            ("key_file", isinstance(self.key_file, str) and self.key_file),
+            ("reporter", isinstance(self.reporter, dict)),
+            ("credentials_file", self.credentials_file is None or isinstance(self.credentials_file, str)),
+            ("smtp_host", self.smtp_host is None or isinstance(self.smtp_host, str)),
+            ("smtp_port", type(self.smtp_port) is int and 0 < self.smtp_port < 65536)) if not ok]
+        if wrong:
+            raise ConfigError(f"malformed {', '.join(wrong)}")
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,9 +87,10 @@ class ReporterConfig:
         except FileNotFoundError:
             raise ConfigError(f"no reporter configuration at {path}; run: report init --root-url URL "
                               "--root-key KEY") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from None
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{path} is not a reporter configuration: {exc}") from None
-        parse_public_key(config.root_key)
         return config
 
     def credentials(self) -> list:

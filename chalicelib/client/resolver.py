@@ -98,7 +98,7 @@ class Resolver:
             hops.append(url)
             body = self._ask(url, ip, hops)
             if body["answer"] == "none":
-                resolution = Resolution(str(ip), "none", tuple(hops))
+                resolution = Resolution(str(ip), "none", tuple(hops), document=body)
                 self._remember(resolution, body)
                 return resolution
             leaf = self._verified_leaf(body, ip, depth, hops)

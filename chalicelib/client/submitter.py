@@ -3,12 +3,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 
 import httpx
 
 from .resolver import Resolution, ResolutionError, Resolver
 
 MAX_REDIRECTS = 3
+DEFAULT_RETRY_AFTER = 60      # seconds, when a 429 gives no usable Retry-After
 
 
 class DeliveryError(Exception):
@@ -32,12 +35,38 @@ class Delivery:
     resolution: Resolution
 
 
-def _refusal(response: httpx.Response) -> tuple[str, str]:
+def json_object(response: httpx.Response) -> dict | None:
+    """The body when it is a JSON object, else None: a proxy's HTML page or a stray list is no answer."""
     try:
-        error = response.json().get("error", {})
-        return error.get("code", "error"), error.get("message", response.text[:200])
-    except (ValueError, AttributeError):
-        return "error", response.text[:200] or response.reason_phrase
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def refusal(response: httpx.Response) -> tuple[str, str]:
+    """(code, message) of an error answer; an HTML error page (a proxy's, a web server's) is named, not printed."""
+    error = (json_object(response) or {}).get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error.get("code", "error")), error["message"]
+    if response.headers.get("content-type", "").split(";")[0].strip().lower() == "text/html":
+        return "error", f"an HTML page ({response.reason_phrase}), not a netimmune answer"
+    return "error", response.text[:200] or response.reason_phrase
+
+
+def retry_after(response: httpx.Response, now: datetime | None = None) -> int | None:
+    """Seconds to wait from a Retry-After header, which RFC 9110 allows as seconds or as an HTTP date;
+    None when it is absent or neither."""
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isascii() and value.isdigit():
+        return int(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:      # "-0000": an HTTP date is always UTC
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0, round((when - (now or datetime.now(timezone.utc))).total_seconds()))
 
 
 class Submitter:
@@ -67,24 +96,27 @@ class Submitter:
                 raise DeliveryError("unreachable", f"the owner's node {resolution.endpoint} did not answer: {exc}",
                                     resolution=resolution) from None
             if response.status_code in (200, 202):
-                return Delivery(resolution.endpoint, response.status_code, response.json(), resolution)
+                answer = json_object(response)
+                if answer is None:
+                    raise DeliveryError("rejected", f"{resolution.endpoint} answered {response.status_code} but "
+                                        "not with a JSON object; is it a netimmune node?", response.status_code,
+                                        resolution=resolution)
+                return Delivery(resolution.endpoint, response.status_code, answer, resolution)
             if response.status_code == 421:
                 resolution = self._redirected(ip, response)
                 continue
-            code, message = _refusal(response)
+            code, message = refusal(response)
             if response.status_code == 429:
-                retry = int(response.headers.get("Retry-After", "60"))
-                raise DeliveryError("rate_limited", f"{resolution.endpoint} asks to slow down: {message}",
-                                    429, retry, resolution)
+                retry = retry_after(response)
+                retry = DEFAULT_RETRY_AFTER if retry is None else retry
+                raise DeliveryError("rate_limited", f"{resolution.endpoint} asks to slow down for {retry} s: "
+                                    f"{message}", 429, retry, resolution)
             raise DeliveryError("rejected", f"{resolution.endpoint} refused the report ({response.status_code} "
                                 f"{code}): {message}", response.status_code, resolution=resolution)
         raise DeliveryError("resolution", f"{ip}: nodes kept redirecting the report")
 
     def _redirected(self, ip: str, response: httpx.Response) -> Resolution:
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
+        body = json_object(response) or {}
         try:
             if body.get("answer") == "referral":
                 return self.resolver.follow(ip, body)
@@ -100,9 +132,16 @@ class Submitter:
         except httpx.HTTPError as exc:
             raise DeliveryError("unreachable", f"{endpoint} did not answer: {exc}") from None
         if response.status_code != 200:
-            code, message = _refusal(response)
-            retry = int(response.headers.get("Retry-After", "0") or 0) or None
+            code, message = refusal(response)
             raise DeliveryError("rate_limited" if response.status_code == 429 else "rejected",
                                 f"{endpoint} refused the batch ({response.status_code} {code}): {message}",
-                                response.status_code, retry)
-        return response.json()["results"]
+                                response.status_code, retry_after(response))
+        results = (json_object(response) or {}).get("results")
+        if not (isinstance(results, list) and len(results) == len(envelopes) and all(map(_is_batch_result, results))):
+            raise DeliveryError("rejected", f"{endpoint} answered the batch without one result per report; "
+                                "is it a netimmune node?", response.status_code)
+        return results
+
+
+def _is_batch_result(item) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("status"), int) and isinstance(item.get("answer"), dict)

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from chalicelib.cli.localnet import LocalNode
+from chalicelib.protocol.keys import KeyPair
 
 LINES = 10_000
 UNTHROTTLED = {"NETIMMUNE_KEY_RATE_PER_MINUTE": "1000000", "NETIMMUNE_CLIENT_RATE_PER_MINUTE": "1000000"}
@@ -203,3 +204,22 @@ def test_an_owner_that_keeps_rate_limiting_stops_the_import_within_max_wait(bulk
     assert time.monotonic() - started < 20
     state = json.loads((tmp_path / "throttled.csv.state.json").read_text())
     assert state["handled_through"] == 0 and not state["finished"]
+
+
+@pytest.mark.parametrize("content,message", [
+    ("IP,Categories,ReportDate,Comment\n127.0.1.5,10,2026-01-01T00:00:00,Grüße\n".encode("latin-1"),
+     "is not UTF-8 text"),
+    (b"IP,Categories,ReportDate,Comment\n127.0.1.5,10,2026-01-01T00:00:00,\"" + b"x" * 200_000 + b"\"\n",
+     "is not a readable CSV: field larger than field limit"),
+])
+def test_a_csv_that_cannot_be_read_is_refused_clearly(tmp_path, content, message):
+    """Before any lookup or state: nothing to resume, and the message says what is wrong with the file."""
+    env = {**os.environ, "NETIMMUNE_CONFIG_DIR": str(tmp_path / "reporter")}
+    assert run_report(["init", "--root-url", "http://127.0.0.1:9", "--root-key", KeyPair.generate().public],
+                      env).returncode == 0
+    source = tmp_path / "export.csv"
+    source.write_bytes(content)
+    result = run_report(["--bulk", str(source), "--json"], env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert message in json.loads(result.stdout)["error"]["message"]
+    assert not (tmp_path / "export.csv.state.json").exists()

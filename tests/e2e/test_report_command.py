@@ -127,3 +127,31 @@ def test_stale_referral_cache_is_corrected_by_a_421(tree):
     report = build_report(by_slug("spam"), "127.0.1.50", {}, datetime.now(timezone.utc))
     delivery = submitter.deliver(sign_envelope(report, KeyPair.generate()), resolution=stale)
     assert delivery.endpoint == tree.customer.url and delivery.status == 202
+
+
+def test_dry_run_json_for_unowned_space_prints_the_nodes_answer(tree, reporter_env):
+    result = run_report(["--dry-run", "--json", "::1"], reporter_env)
+    assert result.returncode == 3, result.stderr
+    resolution = json.loads(result.stdout)
+    assert resolution["answer"] == "none" and resolution["referral"]["answer"] == "none"
+
+
+@pytest.mark.parametrize("args,code,exit_code", [
+    (["--ddos", "::1"], "no_abuse_contact", 3),
+    (["--spam", "198.51.100.7", "--rdap-url", "http://127.0.0.1:9/"], "rdap_failed", 1),
+    (["--spam", "127.0.1.9", "--time", "2001-01-01T00:00:00Z"], "rejected", 1),
+    (["status", "6f1d7c1e-0000-4000-8000-000000000000", "--endpoint", "{isp}"], "not_found", 1),
+])
+def test_json_errors_are_json_on_stdout(tree, reporter_env, args, code, exit_code):
+    args = [arg.format(isp=tree.isp.url) for arg in args]
+    result = run_report([*args, "--json"], reporter_env)
+    assert result.returncode == exit_code, result.stderr
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == code and error["message"] in result.stderr.decode()
+
+
+def test_report_status_of_an_unknown_report_prints_the_nodes_message(tree, reporter_env):
+    result = run_report(["status", "6f1d7c1e-0000-4000-8000-000000000000", "--endpoint", tree.isp.url], reporter_env)
+    assert result.returncode == 1
+    assert result.stderr.decode().strip() == (f"error: {tree.isp.url} answered 404: no report "
+                                              "6f1d7c1e-0000-4000-8000-000000000000 here")

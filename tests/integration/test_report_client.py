@@ -1,0 +1,240 @@
+"""`report` and its submitter against nodes that misbehave: a loopback server answers whatever a test sets,
+so every odd answer (an HTTP-date Retry-After, an HTML page, a JSON list) is met for real over HTTP."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+
+import pytest
+from click.testing import CliRunner
+
+from chalicelib.cli.report import init, send, status
+from chalicelib.client.resolver import Resolution, Resolver
+from chalicelib.client.submitter import DeliveryError, Submitter
+from chalicelib.protocol.categories import by_slug
+from chalicelib.protocol.keys import KeyPair
+from chalicelib.protocol.report import build_report, sign_envelope
+from tests.integration.conftest import LOOPBACK, QuietHandler, serve_http
+
+ROOT_KEY = KeyPair.generate().public
+REPORT_ID = "0b7c1f4e-3a57-4c1e-9d55-6a1f2b3c4d5e"
+
+
+class CannedNode(QuietHandler):
+    """Answers every request with the server's `answer`: (status, headers, body bytes)."""
+
+    def answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, headers, body = self.server.answer
+        self.send_response(status)
+        for name, value in {"Content-Length": str(len(body)), **headers}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = answer
+
+
+@pytest.fixture
+def node() -> Iterator:
+    """A fake node; `node.set(status, body, **headers)` decides its next answers, `node.url` is its base."""
+    with serve_http(CannedNode) as server:
+        server.url = f"http://{LOOPBACK}:{server.server_address[1]}"
+
+        def set_answer(status: int, body, **headers: str) -> None:
+            if not isinstance(body, bytes):
+                body, headers = json.dumps(body).encode(), {"Content-Type": "application/json", **headers}
+            server.answer = (status, {k.replace("_", "-"): v for k, v in headers.items()}, body)
+
+        server.set = set_answer
+        server.set(500, {})
+        yield server
+
+
+def envelope() -> dict:
+    report = build_report(by_slug("spam"), "127.0.0.5", {}, datetime.now(timezone.utc))
+    return sign_envelope(report, KeyPair.generate())
+
+
+def deliver(node) -> Submitter:
+    """Send one report straight to the fake node, as if the tree had named it the owner."""
+    submitter = Submitter(Resolver(node.url, ROOT_KEY))
+    owner = Resolution("127.0.0.5", "authoritative", (node.url,), node.url, "127.0.0.0/8")
+    return submitter.deliver(envelope(), resolution=owner)
+
+
+def http_date_in(seconds: int) -> str:
+    return format_datetime(datetime.now(timezone.utc) + timedelta(seconds=seconds), usegmt=True)
+
+
+def test_retry_after_as_an_http_date_is_read_as_seconds(node):
+    node.set(429, {"error": {"code": "rate_limited", "message": "slow down"}}, Retry_After=http_date_in(120))
+    with pytest.raises(DeliveryError) as refused:
+        deliver(node)
+    assert refused.value.kind == "rate_limited" and 115 <= refused.value.retry_after <= 120
+    assert f"slow down for {refused.value.retry_after} s" in refused.value.message
+
+
+def test_retry_after_as_an_http_date_is_read_for_a_batch(node):
+    node.set(429, {"error": {"code": "rate_limited", "message": "slow down"}}, Retry_After=http_date_in(30))
+    with pytest.raises(DeliveryError) as refused:
+        Submitter(Resolver(node.url, ROOT_KEY)).deliver_batch(node.url, [envelope()])
+    assert refused.value.kind == "rate_limited" and 25 <= refused.value.retry_after <= 30
+
+
+def test_retry_after_that_is_neither_seconds_nor_a_date_falls_back_to_a_minute(node):
+    node.set(429, {"error": {"code": "rate_limited", "message": "slow down"}}, Retry_After="soon")
+    with pytest.raises(DeliveryError) as refused:
+        deliver(node)
+    assert refused.value.retry_after == 60 and "slow down for 60 s" in refused.value.message
+
+
+@pytest.mark.parametrize("status,body", [(202, b"accepted"), (200, b"<html>ok</html>"), (202, [1, 2])])
+def test_an_acceptance_that_is_not_a_json_object_is_a_clear_refusal(node, status, body):
+    node.set(status, body)
+    with pytest.raises(DeliveryError) as refused:
+        deliver(node)
+    assert refused.value.kind == "rejected" and "not with a JSON object" in refused.value.message
+
+
+def test_a_misdirected_answer_that_is_a_json_list_is_a_clear_refusal(node):
+    node.set(421, ["not", "a", "referral"])
+    with pytest.raises(DeliveryError) as refused:
+        deliver(node)
+    assert refused.value.kind == "resolution" and node.url in refused.value.message
+
+
+@pytest.mark.parametrize("body", [b"ok", {"results": "all fine"}, {"results": [{"status": 202}]}, [1]])
+def test_a_batch_answer_without_one_result_per_report_is_a_clear_refusal(node, body):
+    node.set(200, body)
+    with pytest.raises(DeliveryError) as refused:
+        Submitter(Resolver(node.url, ROOT_KEY)).deliver_batch(node.url, [envelope(), envelope()])
+    assert refused.value.kind == "rejected" and "one result per report" in refused.value.message
+
+
+def test_an_html_error_page_is_named_not_printed(node):
+    node.set(502, b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
+             Content_Type="text/html")
+    with pytest.raises(DeliveryError) as refused:
+        deliver(node)
+    assert "an HTML page (Bad Gateway)" in refused.value.message and "<html>" not in refused.value.message
+
+
+@pytest.fixture
+def report_cli(tmp_path, monkeypatch):
+    """`report` in process with a configuration folder of its own; returns the click result."""
+    monkeypatch.setenv("NETIMMUNE_CONFIG_DIR", str(tmp_path / "config"))
+    runner = CliRunner()
+
+    def invoke(command, *args):
+        return runner.invoke(command, list(args), catch_exceptions=False)
+
+    return invoke
+
+
+def test_report_status_prints_the_nodes_error_message_not_its_body(node, report_cli):
+    node.set(404, {"error": {"code": "not_found", "message": f"no report {REPORT_ID} here"}})
+    result = report_cli(status, REPORT_ID, "--endpoint", node.url)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: {node.url} answered 404: no report {REPORT_ID} here"
+
+
+def test_report_status_json_error_is_json_on_stdout(node, report_cli):
+    node.set(404, {"error": {"code": "not_found", "message": f"no report {REPORT_ID} here"}})
+    result = report_cli(status, REPORT_ID, "--endpoint", node.url + "/", "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {"error": {"code": "not_found", "message": f"{node.url} answered 404: "
+                                                   f"no report {REPORT_ID} here"}, "status": 404}
+
+
+@pytest.mark.parametrize("body", [b"fine", {"report_id": REPORT_ID, "status": "received"}, ["received"]])
+def test_report_status_refuses_an_answer_that_is_not_a_report_status(node, report_cli, body):
+    node.set(200, body)
+    result = report_cli(status, REPORT_ID, "--endpoint", node.url)
+    assert result.exit_code == 1 and "answered without the report's status" in result.stderr
+
+
+def test_report_status_refuses_an_id_that_is_not_a_uuid(report_cli):
+    result = report_cli(status, "../node", "--endpoint", "http://127.0.0.1:9")
+    assert result.exit_code == 1 and "'../node' is not a report id" in result.stderr
+
+
+def test_report_status_endpoint_may_end_in_a_slash(node, report_cli):
+    answer = {"report_id": REPORT_ID, "ip": "127.0.0.5", "category": "spam", "status": "received"}
+    node.set(200, answer)
+    result = report_cli(status, REPORT_ID, "--endpoint", node.url + "/")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"{REPORT_ID}: 127.0.0.5 (spam) is received at {node.url}"
+
+
+def test_report_status_skips_a_damaged_line_of_the_sent_log(node, report_cli, tmp_path):
+    log = tmp_path / "config" / "sent.jsonl"
+    log.parent.mkdir()
+    log.write_text(json.dumps({"report_id": REPORT_ID, "ip": "127.0.0.5", "endpoint": node.url}) + "\n{\"report_\n")
+    node.set(200, {"report_id": REPORT_ID, "ip": "127.0.0.5", "category": "spam", "status": "verifying"})
+    result = report_cli(status, REPORT_ID)
+    assert result.exit_code == 0, result.output
+    assert "is verifying" in result.stdout
+
+
+def test_init_refuses_a_bad_smtp_port_before_writing_anything(report_cli, tmp_path):
+    result = report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY, "--smtp", "mail:abc")
+    assert result.exit_code == 1 and "--smtp: 'mail:abc' is not HOST[:PORT]" in result.stderr
+    assert not (tmp_path / "config").exists()
+
+
+def test_init_refuses_a_root_url_that_is_not_a_url(report_cli, tmp_path):
+    result = report_cli(init, "--root-url", "not a url", "--root-key", ROOT_KEY)
+    assert result.exit_code == 1 and "--root-url: 'not a url' is not an http(s) URL" in result.stderr
+    assert not (tmp_path / "config").exists()
+
+
+def test_init_keeps_the_smtp_host_and_port(report_cli, tmp_path):
+    result = report_cli(init, "--root-url", "http://127.0.0.1:9/", "--root-key", ROOT_KEY, "--smtp", "[::1]:2525")
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "config" / "report.json").read_text())
+    assert (config["root_url"], config["smtp_host"], config["smtp_port"]) == ("http://127.0.0.1:9", "::1", 2525)
+
+
+@pytest.mark.parametrize("field,value", [("root_url", None), ("root_key", "ed25519:nope"), ("smtp_port", "25"),
+                                         ("reporter", "Example CERT")])
+def test_a_malformed_configuration_is_refused_when_loaded(report_cli, tmp_path, field, value):
+    assert report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY).exit_code == 0
+    path = tmp_path / "config" / "report.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), field: value}))
+    result = report_cli(send, "--spam", "127.0.0.5")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {path} is not a reporter configuration: ") and field in result.stderr
+
+
+def test_a_malformed_root_key_override_is_named_as_such(report_cli):
+    assert report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY).exit_code == 0
+    result = report_cli(send, "--spam", "127.0.0.5", "--root-key", "garbage")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: --root-key (or NETIMMUNE_ROOT_KEY): public key must start with")
+
+
+def test_two_category_flags_are_a_usage_error(report_cli):
+    result = report_cli(send, "--open-proxy", "--spam", "127.0.0.5")
+    assert result.exit_code == 2 and "one category per report, not --open-proxy and --spam" in result.stderr
+
+
+@pytest.mark.parametrize("args,code", [
+    (["--spam", "127.0.0.999"], "bad_ip"),
+    (["--spam", "127.0.0.5", "--time", "yesterday"], "bad_time"),
+    (["127.0.0.5"], "usage"),
+])
+def test_json_errors_are_json_on_stdout_with_the_same_exit_code(report_cli, args, code):
+    assert report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY).exit_code == 0
+    result = report_cli(send, *args, "--json")
+    assert result.exit_code == 1 and result.stderr.startswith("error: ")
+    assert json.loads(result.stdout)["error"]["code"] == code
+
+
+def test_json_error_for_a_missing_configuration(report_cli):
+    result = report_cli(send, "--spam", "127.0.0.5", "--json")
+    assert result.exit_code == 1
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "config" and "no reporter configuration" in error["message"]
