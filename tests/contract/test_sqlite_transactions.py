@@ -37,7 +37,7 @@ def test_failure_inside_undoes_only_the_inner_writes(db):
 
 
 def test_failure_of_the_outer_transaction_undoes_the_inner_writes_too(db):
-    with pytest.raises(RuntimeError), db.transaction() as conn:
+    with pytest.raises(RuntimeError), db.transaction():
         with db.transaction() as inner:
             inner.execute("INSERT INTO t VALUES ('inner')")
         raise RuntimeError("outer fails")
