@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from ..protocol.delegation import Delegation, MalformedDelegation, check_endpoint, issue_delegation, validate_chain
+from ..protocol.delegation import (ChainError, Delegation, MalformedDelegation, check_endpoint, issue_delegation,
+                                   validate_chain)
 from ..protocol.keys import InvalidKey, parse_public_key
 from ..protocol.prefixes import contains
 from .errors import BadRequest, Forbidden, NotFound, Unprocessable
@@ -33,7 +34,9 @@ def grant(node: Node, prefix_text: str, holder: str, endpoint: str, days: int | 
     now = node.clock.now()
     not_after = now + timedelta(days=days or node.settings.grant_days)
     parent_chain: list[dict] = []
-    if not node.is_root:
+    if node.is_root:
+        _refuse_unanchored(node)
+    else:
         parent = _held_parent(node, prefix)
         not_after = min(not_after, parent.delegation.not_after)
         parent_chain = parent.chain
@@ -41,6 +44,16 @@ def grant(node: Node, prefix_text: str, holder: str, endpoint: str, days: int | 
                                   now, not_after)
     node.delegations.save_delegations(Role.GRANTED, [delegation])
     return [*parent_chain, delegation.document]
+
+
+def _refuse_unanchored(node: Node) -> None:
+    """A node without a trust anchor signs as a root; one that holds space from a root is not one, and a grant
+    it signed as if it were would start a chain no client trusts."""
+    held = node.delegations.list_delegations(Role.HELD)
+    if held:
+        root = held[0].chain[0]["delegation"]["issuer"] if held[0].chain else held[0].delegation.issuer
+        raise Forbidden(f"this node holds space under the root {root} but has no trust anchor, so it would sign "
+                        f"as a root; set it with --anchor {root} (or NETIMMUNE_TRUST_ANCHOR)", code="no_anchor")
 
 
 def _held_parent(node: Node, prefix) -> DelegationMatch:
@@ -69,7 +82,9 @@ def install(node: Node, chain: Any) -> Delegation:
         raise BadRequest("expected a chain: a list of signed delegations, root first")
     verdict = validate_chain(list(chain), node.anchor, node.clock.now())
     if not verdict.ok:
-        raise Unprocessable(f"chain refused: {verdict.explain()}", code=f"chain_{verdict.error.value}")
+        hint = (f" (this node's trust anchor is {node.anchor}; if another root signed the chain, set it with "
+                "--anchor or NETIMMUNE_TRUST_ANCHOR)") if verdict.error is ChainError.UNTRUSTED_ROOT else ""
+        raise Unprocessable(f"chain refused: {verdict.explain()}{hint}", code=f"chain_{verdict.error.value}")
     if verdict.leaf.holder != node.key.public:
         raise Forbidden("the last delegation of the chain is held by another key, not this node's",
                         code="not_holder")

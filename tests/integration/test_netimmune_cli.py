@@ -142,6 +142,33 @@ def test_grant_refuses_to_build_on_a_delegation_held_by_another_key(run, tmp_pat
     assert list_delegations(node)["granted"] == []
 
 
+def test_a_node_holding_space_refuses_to_grant_as_a_root_without_its_anchor(run, tmp_path, root_key):
+    """Without --anchor the node would sign as a root: a one-link chain no client trusts."""
+    from chalicelib.core.delegations import install, list_delegations
+    from chalicelib.settings import Settings
+    from chalicelib.wiring import build_node
+    from tests.conftest import delegate
+
+    node = build_node(Settings(db_path=tmp_path / "node.db", dev_mode=True, trust_anchor=root_key.public))
+    install(node, [delegate(root_key, "127.0.0.0/16", node.key).document])
+    output = run("delegate", "grant", "127.0.1.0/24", "--holder", KeyPair.generate().public, "--to",
+                 "http://127.0.0.2:8080", ok=False)
+    assert f"--anchor {root_key.public}" in output
+    assert list_delegations(node)["granted"] == []
+
+
+def test_installing_a_chain_from_another_root_names_the_anchor_in_use(run, root_key):
+    from chalicelib.core.delegations import install
+    from chalicelib.core.errors import Unprocessable
+    from chalicelib.settings import Settings
+    from chalicelib.wiring import build_node
+    from tests.conftest import delegate
+
+    node = build_node(Settings.from_env())
+    with pytest.raises(Unprocessable, match=f"trust anchor is {node.key.public}.*--anchor"):
+        install(node, [delegate(root_key, "127.0.0.0/16", node.key).document])
+
+
 def test_serve_refuses_an_oversized_body_before_reading_it(tmp_path):
     """waitress answers 413 from the Content-Length alone instead of buffering up to 1 GiB first."""
     import socket
