@@ -125,7 +125,7 @@ class Checks:
         if referral is None:
             refuse_special(report.ip, self.node.settings.dev_mode)
             match = self.node.delegations.longest_match(report.ip)
-            if match is not None and match.role is Role.HELD:
+            if match is not None and match.role is Role.HELD and not match.expired(self.now):
                 self.held.add(ip)
                 return
             referral = self.referred[ip] = refer_address(self.node, report.ip)

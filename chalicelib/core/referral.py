@@ -45,8 +45,10 @@ def refer(node: Node, ip_text: str) -> Referral:
 
 
 def refer_address(node: Node, ip: IPAddress) -> Referral:
+    """A held delegation past its not_after no longer makes this node the owner: the space went back to the
+    parent, which answers for it (a granted one is still referred: its holder's chain tells the client)."""
     match = node.delegations.longest_match(ip)
-    if match is None:
+    if match is None or (match.role is Role.HELD and match.expired(node.clock.now())):
         return Referral(Answer.NONE, str(ip), node.settings.negative_ttl)
     answer = Answer.AUTHORITATIVE if match.role is Role.HELD else Answer.REFERRAL
     return Referral(answer, str(ip), node.settings.referral_ttl, match)

@@ -36,6 +36,8 @@ def scope_refusal(node: Node, ip: IPAddress) -> str | None:
         return f"{ip} is outside the space this node holds"
     if match.role is Role.GRANTED:
         return f"{ip} is delegated to a child node ({match.delegation.prefix})"
+    if match.expired(node.clock.now()):
+        return f"{ip} is in {match.delegation.prefix}, which this node held until {match.fields['not_after']}"
     return None
 
 

@@ -159,6 +159,14 @@ def test_report_outside_the_nodes_space_is_misdirected_without_referral(isp):
     assert (status, body["answer"]) == (421, "none")
 
 
+def test_once_its_delegation_expired_the_node_neither_refers_nor_takes_reports_for_the_space(isp):
+    isp.node.clock.moment = NOW + timedelta(days=366)   # past the held delegation's not_after
+    assert isp.call("GET", "/v1/refer/127.0.0.9") == (404, {"answer": "none", "ip": "127.0.0.9", "ttl": 300})
+    status, body = isp.call("POST", "/v1/reports", envelope(observed=isp.node.clock.moment))
+    assert (status, body["answer"], body["error"]["code"]) == (421, "none", "misdirected")
+    assert stored_nothing(isp)
+
+
 def test_production_node_refuses_special_purpose_sources_with_422(tmp_path):
     api = make_api(tmp_path, dev_mode=False)
     status, body = api.call("POST", "/v1/reports", envelope())

@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email import message_from_bytes, policy as email_policy
 
 import pytest
@@ -96,6 +96,13 @@ def test_scope_guard_refuses_space_outside_the_node(make_node):
 
 def test_scope_guard_refuses_space_delegated_to_a_child(make_node):
     assert "delegated to a child" in scope_refusal(make_node(), parse_ip("127.0.1.5"))
+
+
+def test_scope_guard_refuses_space_whose_delegation_expired(make_node):
+    node = make_node()
+    assert scope_refusal(node, parse_ip("127.0.0.5")) is None
+    node.clock.moment = NOW + timedelta(days=366)   # past the held delegation's not_after
+    assert "held until" in scope_refusal(node, parse_ip("127.0.0.5"))
 
 
 def test_scope_guard_refuses_special_purpose_space_in_production(make_node):
