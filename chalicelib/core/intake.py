@@ -28,6 +28,9 @@ from .targets import refuse_special
 from .verification import EVALUATE
 
 MAX_BATCH = 1000
+# A stored envelope in bytes: 256 KiB of evidence is 342 KiB in base64, and a DynamoDB item, which holds the
+# envelope beside the answer and the case keys, may not exceed 400 KB
+MAX_STORED_ENVELOPE = 380 * 1024
 log = logging.getLogger("netimmune.intake")
 _ENVELOPE_REQUIRED = frozenset(("report", "signature"))
 _ENVELOPE_FIELDS = frozenset(("report", "signature", "credentials"))
@@ -102,8 +105,11 @@ class Checks:
             answer["credentials_ignored"] = standing.problem
         # stored as signed: the canonical report (what the signature covers) beside the signature itself,
         # whose values are ASCII (they decoded as base64url) and so safe for orjson
-        stored = '{"report":' + message.decode() + ',"signature":' + orjson.dumps(signature).decode() + (
+        text = message.decode()
+        stored = '{"report":' + text + ',"signature":' + orjson.dumps(signature).decode() + (
             ',"credentials":' + json.dumps(credentials) if credentials else "") + "}"
+        if len(stored) + len(message) - len(text) > MAX_STORED_ENVELOPE:  # the report's non-ASCII counts in UTF-8
+            raise PayloadTooLarge(f"report and credentials exceed {MAX_STORED_ENVELOPE} bytes", code="report_too_large")
         record = ReportRecord(report.report_id, hashlib.sha256(message).hexdigest(), ip, category, reporter,
                               standing.rank, report.observed, self.now, stored, orjson.dumps(answer).decode())
         return Admitted(record, answer)

@@ -20,6 +20,7 @@ XARF_VERSION = "4.0.0"
 CATEGORY_TAG = "netimmune:"
 MAX_EVIDENCE_BYTES = 256 * 1024
 MAX_TEXT = 4096
+MAX_REPORTER_FIELD = 256
 REQUIRED = ("xarf_version", "report_id", "timestamp", "reporter", "source_identifier", "category", "type")
 OPTIONAL = ("source_port", "evidence", "confidence", "tags", "description", "service")
 _REQUIRED = frozenset(REQUIRED)
@@ -142,7 +143,12 @@ def _evidence_size(items: Any) -> int:
         if not isinstance(item, dict) or not isinstance(item.get("payload"), str) \
                 or not isinstance(item.get("content_type"), str) or not isinstance(item.get("hash"), str):
             raise ReportError("bad_evidence", f"evidence[{index}] needs content_type, payload and hash strings")
-        total += len(item["payload"]) * 3 // 4
+        if len(item["content_type"]) > 255 or not isinstance(item.get("description", ""), str) \
+                or len(item.get("description", "")) > MAX_TEXT:
+            raise ReportError("bad_evidence", f"evidence[{index}] needs a content_type of at most 255 characters "
+                              f"and a description of at most {MAX_TEXT}")
+        payload_text = item["payload"]
+        total += len(payload_text) * 3 // 4 - (2 if payload_text.endswith("==") else payload_text.endswith("="))
         if total > MAX_EVIDENCE_BYTES:
             raise ReportError("evidence_too_large", f"evidence exceeds {MAX_EVIDENCE_BYTES} bytes")
         try:
@@ -157,9 +163,8 @@ def _evidence_size(items: Any) -> int:
 def _reporter_problem(reporter: Any) -> bool:
     if not isinstance(reporter, dict):
         return True
-    get = reporter.get
-    return not (isinstance(get("org", ""), str) and isinstance(get("contact", ""), str)
-                and isinstance(get("domain", ""), str))
+    return not all(isinstance(value, str) and len(value) <= MAX_REPORTER_FIELD
+                   for value in (reporter.get("org", ""), reporter.get("contact", ""), reporter.get("domain", "")))
 
 
 def parse_report(body: Any) -> Report:
@@ -181,7 +186,8 @@ def parse_report(body: Any) -> Report:
     except (AddressError, EncodingError) as exc:
         raise ReportError("bad_field", str(exc)) from None
     if _reporter_problem(body["reporter"]):
-        raise ReportError("bad_field", "reporter must be an object with org, contact and domain strings")
+        raise ReportError("bad_field", "reporter must be an object with org, contact and domain strings of at "
+                          f"most {MAX_REPORTER_FIELD} characters")
     port = body.get("source_port")
     if port is not None and (type(port) is not int or not 0 <= port <= 65535):
         raise ReportError("bad_field", "source_port must be an integer from 0 to 65535")

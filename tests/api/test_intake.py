@@ -187,6 +187,35 @@ def test_oversized_evidence_is_413(isp):
     assert stored_nothing(isp)
 
 
+def test_a_report_too_large_to_store_whole_is_413(isp):
+    """Evidence within its limit, but with every other field at its own, more than a store item holds."""
+    evidence = [Evidence("text/plain", b"x" * (MAX_EVIDENCE_BYTES - 32 * 1024), "d" * 4096)]
+    evidence += [Evidence("text/plain", b"y", "d" * 4096) for _ in range(20)]
+    report = build_report(by_slug("spam"), "127.0.0.9", WHO, NOW, evidence=tuple(evidence), comment="c" * 4096)
+    status, body = isp.call("POST", "/v1/reports", sign_envelope(report, REPORTER))
+    assert (status, body["error"]["code"]) == (413, "report_too_large")
+    assert stored_nothing(isp)
+
+
+def test_the_largest_evidence_still_fits_in_a_report(isp):
+    report = build_report(by_slug("spam"), "127.0.0.9", WHO, NOW,
+                          evidence=(Evidence("text/plain", b"x" * MAX_EVIDENCE_BYTES, "d" * 4096),), comment="c" * 4096)
+    assert isp.call("POST", "/v1/reports", sign_envelope(report, REPORTER))[0] == 202
+
+
+@pytest.mark.parametrize("change", [
+    lambda r: r["reporter"].update(org="o" * 257),
+    lambda r: r["evidence"][0].update(description="d" * 4097),
+    lambda r: r["evidence"][0].update(content_type="t/" + "x" * 254),
+], ids=["reporter-org", "evidence-description", "content-type"])
+def test_overlong_text_fields_are_400(isp, change):
+    report = copy.deepcopy(envelope()["report"])
+    change(report)
+    status, body = isp.call("POST", "/v1/reports", sign_envelope(report, REPORTER))
+    assert status == 400 and body["error"]["code"] in ("bad_field", "bad_evidence")
+    assert stored_nothing(isp)
+
+
 def test_oversized_batch_is_413(isp):
     status, body = isp.call("POST", "/v1/reports/batch", {"reports": [{}] * 1001})
     assert (status, body["error"]["code"]) == (413, "batch_too_large")
