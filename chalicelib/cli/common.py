@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sqlite3
 import sys
 
@@ -29,12 +30,20 @@ class CommandError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
+def usage_error(message: str, code: str = "usage") -> CommandError:
+    """A mistake in the command line itself: exit code 2, as click gives for its own."""
+    return CommandError(message, code=code, exit_code=2)
+
+
 def refusals_to_exit(func):
     """Turn the refusals of core and protocol into CommandError, so no trace reaches a person."""
     @functools.wraps(func)
     def run(*args, **kwargs):
         try:
             return func(*args, **kwargs)
+        except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as cat does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(1) from None
         except NodeError as exc:
             raise CommandError(exc.message) from None
         except sqlite3.Error as exc:
@@ -63,3 +72,4 @@ def json_errors(func):
 def print_json(doc) -> None:
     json.dump(doc, sys.stdout, indent=2)
     sys.stdout.write("\n")
+    sys.stdout.flush()  # as click.echo does: a closed pipe is then seen while the command runs, not at exit

@@ -19,13 +19,25 @@ from ..settings import Settings
 from .common import CommandError, print_json, refusals_to_exit
 
 
+KEY_OPTIONS = (
+    click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+                 help="SQLite database of the node [env NETIMMUNE_DB; default netimmune.db]"),
+    click.option("--key", "--out", "key_file", type=click.Path(dir_okay=False, path_type=Path),
+                 help="node key file [env NETIMMUNE_KEY_FILE; default: the db path with .key]"),
+)
+
+
+def key_options(func):
+    """Where the node's key is: the key commands need nothing else."""
+    for option in reversed(KEY_OPTIONS):
+        func = option(func)
+    return func
+
+
 def node_options(func):
     """The options that locate a node and its trust anchor; each falls back to NETIMMUNE_* variables."""
     options = [
-        click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
-                     help="SQLite database of the node [env NETIMMUNE_DB; default netimmune.db]"),
-        click.option("--key", "key_file", type=click.Path(dir_okay=False, path_type=Path),
-                     help="node key file [env NETIMMUNE_KEY_FILE; default: the db path with .key]"),
+        *KEY_OPTIONS,
         click.option("--anchor", "trust_anchor", help="root key (ed25519:…); omit on the root itself "
                      "[env NETIMMUNE_TRUST_ANCHOR]"),
         click.option("--endpoint", help="public base URL of this node [env NETIMMUNE_ENDPOINT]"),
@@ -46,7 +58,7 @@ def settings_from(options: dict) -> Settings:
             parse_public_key(options["trust_anchor"])
         except InvalidKey as exc:
             raise CommandError(f"--anchor: {exc}") from None
-    return Settings.from_env().with_overrides(**{k: options.pop(k) for k in keys})
+    return Settings.from_env().with_overrides(**{k: options.pop(k, None) for k in keys})
 
 
 def node_from(options: dict, creates_database: bool = False, **overrides):
@@ -78,13 +90,11 @@ def keys() -> None:
 
 
 @keys.command("new")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="key file to create (default: the node's key path)")
-@node_options
+@key_options
 @refusals_to_exit
-def keys_new(out, **options) -> None:
+def keys_new(**options) -> None:
     """Create an Ed25519 key (mode 0600) and print its public form."""
-    path = out or settings_from(options).key_path
+    path = settings_from(options).key_path
     key = KeyPair.generate()
     key.save(path)
     click.echo(key.public)
@@ -92,7 +102,7 @@ def keys_new(out, **options) -> None:
 
 
 @keys.command("show")
-@node_options
+@key_options
 @refusals_to_exit
 def keys_show(**options) -> None:
     """Print the node's public key."""

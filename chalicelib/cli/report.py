@@ -26,7 +26,7 @@ from ..protocol.encoding import EncodingError, parse_time
 from ..protocol.keys import KeyPair
 from ..protocol.prefixes import AddressError, parse_ip
 from ..protocol.report import MAX_EVIDENCE_BYTES, Evidence, build_report, sign_envelope
-from .common import CommandError, json_errors, print_json
+from .common import CommandError, json_errors, print_json, usage_error
 
 EXIT_NO_OWNER = 3
 CHOSEN_CATEGORY = "report.category"      # the slug of the category flag given, in click's context meta
@@ -51,7 +51,7 @@ def checked_option(name: str, check, value):
     try:
         return check(value)
     except ConfigError as exc:
-        raise CommandError(f"{name}: {exc}", code="usage") from None
+        raise usage_error(f"{name}: {exc}") from None
 
 
 def resolver_for(config: ReporterConfig | None, root_url: str | None, root_key: str | None) -> Resolver:
@@ -174,35 +174,35 @@ def send(ip, port, comment, observed, evidence_files, dry_run, as_json, root_url
     First run:  report init --root-url URL --root-key KEY --org ORG --contact EMAIL
     Then:       report --open-proxy 198.51.100.7 < logfile
     Follow up:  report status REPORT_ID
-    Exit codes: 0 delivered (or mailed to the RDAP abuse contact), 1 refused or unreachable, 3 no owner found.
+    Exit codes: 0 delivered (or mailed to the RDAP abuse contact), 1 refused or unreachable, 2 a mistake in
+    the command line, 3 no owner found.
     With --json, errors too are JSON on stdout: {"error": {"code": …, "message": …}}.
     """
     category = click.get_current_context().meta.get(CHOSEN_CATEGORY)
     if bulk_file is not None:
         if ip or category or dry_run:
-            raise CommandError("with --bulk the CSV names every address and category: give no IP, category "
-                               "or --dry-run", code="usage")
+            raise usage_error("with --bulk the CSV names every address and category: give no IP, category "
+                              "or --dry-run")
         config = load_config(config_path)
         submitter = Submitter(resolver_for(config, root_url, root_key))
         return send_bulk(submitter, config, bulk_file, state_file, batch_size, max_wait, as_json)
     if ip is None:
-        raise CommandError("which address? give an IP, or --bulk FILE (see report --help)", code="usage")
+        raise usage_error("which address? give an IP, or --bulk FILE (see report --help)")
     config = None if dry_run and root_url and root_key else load_config(config_path)
     resolver = resolver_for(config, root_url, root_key)
     try:
         parse_ip(ip)
     except AddressError as exc:
-        raise CommandError(str(exc), code="bad_ip") from None
+        raise usage_error(str(exc), code="bad_ip") from None
     submitter = Submitter(resolver)
     if dry_run:
         return show_owner(submitter, ip, as_json)
     if category is None:
-        raise CommandError("say what the address did, e.g. --open-proxy (see report --help for all categories)",
-                           code="usage")
+        raise usage_error("say what the address did, e.g. --open-proxy (see report --help for all categories)")
     try:
         when = parse_time(observed) if observed else datetime.now(timezone.utc)
     except EncodingError as exc:
-        raise CommandError(f"--time: {exc}", code="bad_time") from None
+        raise usage_error(f"--time: {exc}", code="bad_time") from None
     key, credentials = reporter_key(config)
     report = build_report(by_slug(category), ip, config.reporter, when, evidence=read_evidence(evidence_files),
                           port=port, comment=comment)
@@ -220,7 +220,7 @@ def send(ip, port, comment, observed, evidence_files, dry_run, as_json, root_url
         again = " (already received earlier)" if delivery.status == 200 else ""
         click.echo(f"reported {ip} ({category}) to {delivery.endpoint}{again}")
         click.echo(f"report id {report['report_id']}, status {delivery.answer.get('status')}, "
-                   f"counted as {delivery.answer.get('rank', 'anonymous')}")
+                   f"rank by your credentials: {delivery.answer.get('rank', 'anonymous')}")
         if delivery.answer.get("credentials_ignored"):
             click.echo(f"warning: credentials not accepted: {delivery.answer['credentials_ignored']}", err=True)
 
@@ -367,8 +367,8 @@ def status(report_id, endpoint, as_json) -> None:
     try:
         report_id = str(uuid.UUID(report_id))
     except ValueError:
-        raise CommandError(f"{report_id!r} is not a report id (a UUID, as `report` printed it)",
-                           code="bad_report_id") from None
+        raise usage_error(f"{report_id!r} is not a report id (a UUID, as `report` printed it)",
+                          code="bad_report_id") from None
     endpoint = checked_option("--endpoint", check_base_url, endpoint) if endpoint else sent_to(report_id)
     try:
         response = httpx.get(f"{endpoint}/v1/reports/{report_id}", timeout=10)

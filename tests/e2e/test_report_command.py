@@ -95,12 +95,12 @@ def test_report_for_unowned_space_goes_to_its_rdap_abuse_contact_as_an_arf_email
 
 def test_report_without_a_category_is_refused_clearly(tree, reporter_env):
     result = run_report(["127.0.1.9"], reporter_env)
-    assert result.returncode == 1 and b"say what the address did" in result.stderr
+    assert result.returncode == 2 and b"say what the address did" in result.stderr
 
 
 def test_report_with_a_bad_address_is_refused_clearly(tree, reporter_env):
     result = run_report(["--spam", "127.0.1.999"], reporter_env)
-    assert result.returncode == 1 and b"is not an IPv4 or IPv6 address" in result.stderr
+    assert result.returncode == 2 and b"is not an IPv4 or IPv6 address" in result.stderr
 
 
 def test_owner_refusal_is_explained(tree, reporter_env):

@@ -186,3 +186,23 @@ def test_serve_refuses_an_oversized_body_before_reading_it(tmp_path):
             assert connection.recv(64).startswith(b"HTTP/1.1 413")
     finally:
         node.stop()
+
+
+def test_key_commands_offer_only_the_options_they_use(run):
+    assert "--anchor" not in run("keys", "new", "--help") and "--out" in run("keys", "new", "--help")
+
+
+def test_output_piped_to_a_reader_that_stops_early_is_no_error(tmp_path):
+    """`netimmune delegate list --json | head -1`: the reader closes the pipe, and that is not a failure to report."""
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "NETIMMUNE_DB": str(tmp_path / "node.db")}
+    main_of = [sys.executable, "-c", "from chalicelib.cli.netimmune import main; main()"]
+    for args in (["keys", "new"], ["worker", "--once"]):
+        subprocess.run([*main_of, *args], check=True, capture_output=True, env=env, timeout=60)
+    reader_gone = subprocess.Popen([*main_of, "delegate", "list", "--json"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, env=env)
+    reader_gone.stdout.close()   # before the command writes: it takes a while to start
+    assert reader_gone.wait(timeout=60) == 1
+    assert reader_gone.stderr.read() == b""

@@ -158,7 +158,7 @@ def test_report_status_refuses_an_answer_that_is_not_a_report_status(node, repor
 
 def test_report_status_refuses_an_id_that_is_not_a_uuid(report_cli):
     result = report_cli(status, "../node", "--endpoint", "http://127.0.0.1:9")
-    assert result.exit_code == 1 and "'../node' is not a report id" in result.stderr
+    assert result.exit_code == 2 and "'../node' is not a report id" in result.stderr
 
 
 def test_report_status_endpoint_may_end_in_a_slash(node, report_cli):
@@ -181,13 +181,13 @@ def test_report_status_skips_a_damaged_line_of_the_sent_log(node, report_cli, tm
 
 def test_init_refuses_a_bad_smtp_port_before_writing_anything(report_cli, tmp_path):
     result = report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY, "--smtp", "mail:abc")
-    assert result.exit_code == 1 and "--smtp: 'mail:abc' is not HOST[:PORT]" in result.stderr
+    assert result.exit_code == 2 and "--smtp: 'mail:abc' is not HOST[:PORT]" in result.stderr
     assert not (tmp_path / "config").exists()
 
 
 def test_init_refuses_a_root_url_that_is_not_a_url(report_cli, tmp_path):
     result = report_cli(init, "--root-url", "not a url", "--root-key", ROOT_KEY)
-    assert result.exit_code == 1 and "--root-url: 'not a url' is not an http(s) URL" in result.stderr
+    assert result.exit_code == 2 and "--root-url: 'not a url' is not an http(s) URL" in result.stderr
     assert not (tmp_path / "config").exists()
 
 
@@ -212,7 +212,7 @@ def test_a_malformed_configuration_is_refused_when_loaded(report_cli, tmp_path, 
 def test_a_malformed_root_key_override_is_named_as_such(report_cli):
     assert report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY).exit_code == 0
     result = report_cli(send, "--spam", "127.0.0.5", "--root-key", "garbage")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.startswith("error: --root-key (or NETIMMUNE_ROOT_KEY): public key must start with")
 
 
@@ -227,9 +227,10 @@ def test_two_category_flags_are_a_usage_error(report_cli):
     (["127.0.0.5"], "usage"),
 ])
 def test_json_errors_are_json_on_stdout_with_the_same_exit_code(report_cli, args, code):
+    """Mistakes in the command line exit 2, like click's own."""
     assert report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY).exit_code == 0
     result = report_cli(send, *args, "--json")
-    assert result.exit_code == 1 and result.stderr.startswith("error: ")
+    assert result.exit_code == 2 and result.stderr.startswith("error: ")
     assert json.loads(result.stdout)["error"]["code"] == code
 
 
