@@ -8,8 +8,9 @@ DynamoDB here has no transactions, so "store each new report and count it, all o
    never loses an acknowledged report and a conflicting replay changes nothing;
 2. the case: created, or moved to this report's time, on condition that it is older (reopening a
    resolved case); a report no newer than the case changes nothing, so a replay is a no-op;
-3. the reporter's contribution: rank, observed and counted_at restart, on condition that the last
-   counted report is a window old; a replay finds its own counted_at and changes nothing;
+3. the reporter's contribution: rank and counted_at restart, on condition that the last counted
+   report is a window old, and observed with them unless the stored observation is newer (a second
+   conditional write when the first failed); a replay finds its own counted_at and changes nothing;
 4. the contribution's count, on condition that the report's id is not in the contribution's
    `counting` set, which the same write adds it to: ADD once, however often it is replayed;
 5. the case's list of reports (a put of the same key);
@@ -30,6 +31,7 @@ reopens it to, so step 2 reopens by removing `resolved_at` in the same condition
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
@@ -37,6 +39,11 @@ from ..core.ports import Allowance, Case, Contribution, Outcome, ReportRecord
 from .dynamodb_table import DynamoDBTable, Key, epoch, moment
 
 CASES = "CASES"
+# Cases sort by address, not by time, so finding the newest means reading the partition: at most this many
+# items (some MB, a few seconds of an API call). A GSI on (pk, last_seen) would bound the read by `limit`.
+CASE_LIST_MAX_ITEMS = 20_000
+
+log = logging.getLogger("netimmune.cases")
 
 
 def case_key(ip: str, category: str) -> Key:
@@ -95,11 +102,15 @@ class DynamoDBReportStore:
             "attribute_not_exists(#last_seen) OR #last_seen < :at",
             {"ip": r.ip, "category": r.category, "at": received, "received": "received"})
         contribution = contribution_key(r.ip, r.category, r.reporter)
-        self.table.update(*contribution,
-                          "SET #reporter = :reporter, #rank = :rank, #observed = :observed, #counted_at = :at",
-                          "attribute_not_exists(#counted_at) OR #counted_at <= :window_start",
-                          {"reporter": r.reporter, "rank": r.rank, "observed": epoch(r.observed), "at": received,
-                           "window_start": received - window})
+        restart = "(attribute_not_exists(#counted_at) OR #counted_at <= :window_start)"
+        values = {"reporter": r.reporter, "rank": r.rank, "at": received, "window_start": received - window}
+        if self.table.update(*contribution,
+                             "SET #reporter = :reporter, #rank = :rank, #observed = :observed, #counted_at = :at",
+                             f"{restart} AND (attribute_not_exists(#observed) OR #observed <= :observed)",
+                             {**values, "observed": epoch(r.observed)}) is None:
+            # not a restart, or one by a report of an older observation, which keeps the newer one
+            self.table.update(*contribution, "SET #reporter = :reporter, #rank = :rank, #counted_at = :at", restart,
+                              values)
         ids = {"id": r.report_id, "ids": {r.report_id}}
         self.table.update(*contribution, "ADD #reports :one, #counting :ids", "NOT contains(#counting, :id)",
                           {**ids, "one": 1})
@@ -126,15 +137,22 @@ class DynamoDBReportStore:
         return self._cases(f"{ip}#" if ip is not None else None, status, limit)
 
     def _cases(self, sk_prefix: str | None, status: str | None, limit: int) -> list[Case]:
-        """Cases under sk_prefix in the CASES partition, newest first, with their contributions."""
+        """Cases under sk_prefix in the CASES partition, newest first, with their contributions.
+
+        Read in address order, CASE_LIST_MAX_ITEMS items at most: when there may be more, they are the newest
+        of the cases read, less the last one read (whose contributions may go on past the cut)."""
         cases: dict[tuple[str, str], dict] = {}
         contributions: dict[tuple[str, str], list[dict]] = {}
-        for item in self.table.query(CASES, sk_prefix):
+        items = self.table.query(CASES, sk_prefix, limit=CASE_LIST_MAX_ITEMS)
+        for item in items:
             ip, category, reporter = item["sk"].split("#", 2)
             if not reporter:
                 cases[ip, category] = item
             elif "reports" in item:  # a contribution whose first report is still being counted has none
                 contributions.setdefault((ip, category), []).append(item)
+        if len(items) == CASE_LIST_MAX_ITEMS:
+            log.warning("cases listed from the first %d items of the %s partition only", len(items), CASES)
+            cases.pop(tuple(items[-1]["sk"].split("#", 2)[:2]), None)
         chosen = sorted((key for key, item in cases.items() if status is None or case_status(item) == status),
                         key=lambda key: cases[key]["last_seen"], reverse=True)[:limit]
         reporters = {c["reporter"] for key in chosen for c in contributions.get(key, ())}
@@ -166,8 +184,8 @@ class DynamoDBReportStore:
         if verification is not None:
             expression += ", #verification = :verification"
             values["verification"] = json.dumps(verification)
-        if status != "resolved":
-            expression += " REMOVE #resolved_at"
+        # a case resolved ends its episode: the next one may fire its threshold actions again
+        expression += " REMOVE #resolved_at" if status != "resolved" else " REMOVE #threshold_fired"
         return self.table.update(*case_key(ip, category), expression, "attribute_exists(#status)", values) is not None
 
     def set_rank_override(self, reporter: str, rank: str | None) -> None:

@@ -1,8 +1,13 @@
 """The local worker: drains the job table through the same handler the Lambda SQS event source calls.
 
-Each leased batch is dressed as an SQS event, so the handler (with powertools' BatchProcessor and
+Each job is dressed as an SQS event of one record, so the handler (with powertools' BatchProcessor and
 partial batch failures) cannot tell a local node from one on AWS: one code path, tested once. The
 handler's `batchItemFailures` decide what is retried; everything else is done.
+
+Jobs are leased, run and settled one at a time. A lease charges the job a try, and a worker that dies
+gives back what it holds only when the lease runs out: with a batch leased at once, a job that kills
+its worker would charge, re-run and at last dead-letter the jobs leased with it. Alone, every try a
+job is charged is its own.
 """
 from __future__ import annotations
 
@@ -81,52 +86,62 @@ class LocalContext:
 
 class Worker:
     def __init__(self, queue: LocalJobQueue, handler: SqsHandler, clock: Clock, name: str | None = None,
-                 batch_size: int = 10, lease_seconds: int = 300, idle_sleep: float = 0.5):
+                 max_jobs: int = 10, lease_seconds: int = 300, idle_sleep: float = 0.5):
         self.queue = queue
         self.handler = handler
         self.clock = clock
         self.name = name or f"worker-{os.getpid()}"
-        self.batch_size = batch_size
+        self.max_jobs = max_jobs
         self.lease_seconds = lease_seconds
         self.idle_sleep = idle_sleep
 
     def run_once(self) -> int:
-        """Lease a batch, hand it to the handler, settle each job; returns how many jobs were handled.
+        """Run due jobs one after another, at most max_jobs; returns how many were handled."""
+        for handled in range(self.max_jobs):
+            if not self.run_next():
+                return handled
+        return self.max_jobs
 
-        A handler that raises fails the whole batch, as Lambda retries every message of a failed invocation.
+    def run_next(self) -> bool:
+        """Lease one due job, hand it to the handler, settle it; False when none was due.
+
+        A handler that raises fails the job, as Lambda retries every message of a failed invocation.
         """
         now = self.clock.now()
-        jobs = self.queue.lease(self.name, self.batch_size, self.lease_seconds, now)
-        if not jobs:
-            return 0
+        leased = self.queue.lease(self.name, 1, self.lease_seconds, now)
+        if not leased:
+            return False
+        job = leased[0]
         context = LocalContext(self.name, time.monotonic() + self.lease_seconds)
         try:
-            response = self.handler(sqs_event(jobs, now), context)
+            response = self.handler(sqs_event([job], now), context)
         except Exception as exc:
-            log.exception("handler failed a batch of %d jobs", len(jobs))
-            failed, error = {job.job_id for job in jobs}, f"handler raised {exc!r}"
+            log.exception("handler failed job %s", job.job_id)
+            error = f"handler raised {exc!r}"
         else:
             failed = {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
-            error = "handler reported it in batchItemFailures"
-        for job in jobs:
-            if job.job_id in failed:
-                self.queue.retry(job.job_id, error, self.clock.now())
-            else:
-                self.queue.complete(job.job_id)
-        return len(jobs)
+            error = "handler reported it in batchItemFailures" if job.job_id in failed else None
+        if error is None:
+            self.queue.complete(job.job_id)
+        else:
+            self.queue.retry(job.job_id, error, self.clock.now())
+        return True
 
     def run(self, stop: threading.Event) -> None:
         """Drain until `stop` is set; an error (even the queue's) is logged and the loop goes on. When idle,
-        at most once an hour, it purges jobs finished more than KEEP_DONE ago, so the table stays small."""
+        at most once an hour, it purges jobs finished more than KEEP_DONE ago and rows past their lifetime
+        (SQLite has no TTL), so the database stays small."""
         next_purge = 0.0
         while not stop.is_set():
             try:
                 handled = self.run_once()
                 if not handled and time.monotonic() >= next_purge:
                     next_purge = time.monotonic() + PURGE_EVERY
-                    self.queue.purge_done(self.clock.now() - KEEP_DONE)
+                    now = self.clock.now()
+                    self.queue.purge_done(now - KEEP_DONE)
+                    self.queue.purge_expired(now)
             except Exception:
-                log.exception("worker %s failed to run a batch", self.name)
+                log.exception("worker %s failed to run a job", self.name)
                 handled = 0
             if not handled:
                 stop.wait(self.idle_sleep)

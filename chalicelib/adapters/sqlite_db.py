@@ -5,6 +5,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 
@@ -17,6 +18,7 @@ class SQLiteDatabase:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._schemas: list[str] = []
+        self._expiries: list[str] = []
         if schema:
             self.ensure_schema(schema)
 
@@ -24,6 +26,16 @@ class SQLiteDatabase:
         if schema not in self._schemas:
             self._schemas.append(schema)
             self.connection.executescript(schema)
+
+    def expire(self, *deletes: str) -> None:
+        """Register DELETEs of rows past their lifetime (`:now` is the time in epoch seconds) for purge_expired:
+        SQLite has no TTL, so the idle worker runs them where DynamoDB's TTL deletes the same items on AWS."""
+        self._expiries.extend(delete for delete in deletes if delete not in self._expiries)
+
+    def purge_expired(self, now: datetime) -> int:
+        """Run every registered DELETE in one transaction; how many rows went."""
+        with self.transaction() as conn:
+            return sum(conn.execute(delete, {"now": now.timestamp()}).rowcount for delete in self._expiries)
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -43,15 +55,22 @@ class SQLiteDatabase:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE … COMMIT. Inside another transaction of this thread it is a savepoint instead: the
-        writes of several stores then commit once (one sync to disk), and a failure inside undoes only its own."""
+        writes of several stores then commit once (one sync to disk), and a failure inside undoes only its own.
+
+        Some errors (SQLITE_FULL, SQLITE_IOERR, …) make SQLite roll back the whole transaction itself: the error
+        is then raised as it came, and every enclosing transaction fails as well instead of committing nothing.
+        """
         conn = self.connection
         nested = conn.in_transaction
         conn.execute("SAVEPOINT nested" if nested else "BEGIN IMMEDIATE")
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK TO nested" if nested else "ROLLBACK")
-            if nested:
-                conn.execute("RELEASE nested")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO nested" if nested else "ROLLBACK")
+                if nested:
+                    conn.execute("RELEASE nested")
             raise
+        if not conn.in_transaction:
+            raise sqlite3.OperationalError("SQLite rolled this transaction back after an error inside it")
         conn.execute("RELEASE nested" if nested else "COMMIT")

@@ -88,8 +88,9 @@ class SQLiteJobQueue:
     def lease(self, worker: str, limit: int, lease_seconds: int, now: datetime) -> list[Job]:
         """Claim up to `limit` due jobs, oldest first, in one transaction so no two workers share one.
 
-        A lease that ran out on a job with no tries left sends it to the dead letters instead: a job
-        that kills its worker every time must not loop for ever.
+        Each leased job is charged a try, so a worker that dies holding several charges them all: the
+        local worker leases one at a time. A lease that ran out on a job with no tries left sends it to
+        the dead letters instead: a job that kills its worker every time must not loop for ever.
         """
         at = now.timestamp()
         with self.db.transaction() as conn:
@@ -144,6 +145,10 @@ class SQLiteJobQueue:
         with self.db.transaction() as conn:
             return conn.execute("UPDATE jobs SET state = 'pending', attempts = 0, due_at = ?, updated_at = ?"
                                 " WHERE job_id = ? AND state = 'dead'", (now, now, job_id)).rowcount == 1
+
+    def purge_expired(self, now: datetime) -> int:
+        """Forget the rows of the node's stores in this database that outlived their lifetime; how many."""
+        return self.db.purge_expired(now)
 
     def purge_done(self, older_than: datetime) -> int:
         """Forget jobs finished before `older_than`; returns how many."""

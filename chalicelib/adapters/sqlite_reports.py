@@ -64,13 +64,15 @@ CREATE TABLE IF NOT EXISTS rate_windows (
 ) WITHOUT ROWID;
 """
 
+# A reporter's contribution restarts (rank, counted_at) once its last counted report is a window old, and keeps
+# the newest observation: a report about something seen long ago must not age the reporter's fresh one.
 _COUNT_CONTRIBUTION = """
 INSERT INTO contributions (ip, category, reporter, rank, observed, counted_at, reports)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)
 ON CONFLICT (ip, category, reporter) DO UPDATE SET
     reports = reports + 1,
     rank = CASE WHEN excluded.counted_at >= counted_at + ?7 THEN excluded.rank ELSE rank END,
-    observed = CASE WHEN excluded.counted_at >= counted_at + ?7 THEN excluded.observed ELSE observed END,
+    observed = CASE WHEN excluded.counted_at >= counted_at + ?7 THEN MAX(observed, excluded.observed) ELSE observed END,
     counted_at = CASE WHEN excluded.counted_at >= counted_at + ?7 THEN excluded.counted_at ELSE counted_at END
 """
 
@@ -82,6 +84,11 @@ ON CONFLICT (ip, category) DO UPDATE SET
     last_seen = MAX(last_seen, excluded.last_seen),
     status = CASE WHEN status = 'resolved' AND excluded.last_seen > resolved_at THEN 'received' ELSE status END
 """
+
+
+# Intake's rate windows last a minute; a row is forgotten an hour after its window began.
+RATE_WINDOW_KEPT_SECONDS = 3600
+EXPIRED = f"DELETE FROM rate_windows WHERE window_start < :now - {RATE_WINDOW_KEPT_SECONDS}"
 
 
 def _epoch(moment: datetime) -> float:
@@ -96,6 +103,7 @@ class SQLiteReportStore:
     def __init__(self, db: SQLiteDatabase):
         self.db = db
         db.ensure_schema(SCHEMA)
+        db.expire(EXPIRED)
 
     def record_reports(self, records: Sequence[ReportRecord], count_window_seconds: int) -> list[tuple[Outcome, str]]:
         """One transaction, one statement per kind of row for the whole batch (executemany), one row per case."""
@@ -203,20 +211,27 @@ class SQLiteReportStore:
     def take(self, counts: Mapping[str, int], limit: int, window_seconds: int, now: datetime) -> dict[str, Allowance]:
         """Per 300 buckets one read of their windows and one multi-row upsert of what was granted (a batch from
         600 reporter keys is four statements, not 600), in one transaction: BEGIN IMMEDIATE keeps the read and
-        the write together."""
+        the write together.
+
+        A bucket's row holds its latest window, which never moves back: when the clock steps back, a request
+        stamped in an earlier window counts against the stored one instead of starting that window afresh."""
         start = int(now.timestamp()) // window_seconds * window_seconds
-        wait = max(1, int(start + window_seconds - now.timestamp()) + 1)
         items = list(counts.items())
+        windows: dict[str, int] = {}  # the start of the window each bucket counts against
         granted: dict[str, int] = {}
         with self.db.transaction() as conn:
             for first in range(0, len(items), 300):
                 chunk = items[first:first + 300]
-                used = dict(conn.execute(
-                    f"SELECT bucket, count FROM rate_windows WHERE window_start = ? AND bucket IN "
-                    f"({','.join('?' * len(chunk))})", [start, *(bucket for bucket, _ in chunk)]))
+                stored = {bucket: (window, used) for bucket, window, used in conn.execute(
+                    f"SELECT bucket, window_start, count FROM rate_windows WHERE bucket IN "
+                    f"({','.join('?' * len(chunk))})", [bucket for bucket, _ in chunk])}
                 for bucket, count in chunk:
-                    granted[bucket] = min(count, max(0, limit - used.get(bucket, 0)))
-                rows = [(bucket, start, granted[bucket]) for bucket, _ in chunk if granted[bucket]]
+                    window, used = stored.get(bucket, (start, 0))
+                    if window < start:  # that window is over: this one starts empty
+                        window, used = start, 0
+                    windows[bucket] = window
+                    granted[bucket] = min(count, max(0, limit - used))
+                rows = [(bucket, windows[bucket], granted[bucket]) for bucket, _ in chunk if granted[bucket]]
                 if rows:
                     conn.execute(
                         "INSERT INTO rate_windows (bucket, window_start, count) VALUES "
@@ -224,5 +239,8 @@ class SQLiteReportStore:
                         + " ON CONFLICT (bucket) DO UPDATE SET count = CASE WHEN window_start = excluded.window_start "
                         "THEN count + excluded.count ELSE excluded.count END, window_start = excluded.window_start",
                         [value for row in rows for value in row])
-        return {bucket: Allowance(granted[bucket], None if granted[bucket] == count else wait)
-                for bucket, count in counts.items()}
+        answers = {}
+        for bucket, count in counts.items():
+            wait = max(1, int(windows[bucket] + window_seconds - now.timestamp()) + 1)
+            answers[bucket] = Allowance(granted[bucket], None if granted[bucket] == count else wait)
+        return answers

@@ -5,9 +5,11 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 
+from chalicelib.adapters import dynamodb_reports
 from chalicelib.core.ports import Outcome, Role
 from chalicelib.protocol.keys import KeyPair
 from tests.conftest import NOW, delegate
@@ -105,3 +107,24 @@ def test_a_verification_cut_short_moves_its_case_when_read_and_scales_reputation
     case = reports.get_case("127.0.0.5", "spam")
     assert (case.status, case.verification, case.contributions[0].reputation) == (
         "confirmed", {"verdict": "confirmed"}, 1.25)
+
+
+def test_a_list_of_cases_reads_at_most_its_bound_and_leaves_out_the_case_it_cut(dynamodb_client, monkeypatch):
+    """Cases sort by address, so the newest are found by reading their partition: never more than
+    CASE_LIST_MAX_ITEMS items, and a case whose contributions the cut may have split is not shown."""
+    monkeypatch.setattr(dynamodb_reports, "CASE_LIST_MAX_ITEMS", 5)
+    _, _, reports, _ = make_dynamodb_stores(dynamodb_client)
+    reports.record_reports([record(f"r{n}", ip=f"127.0.0.{n}", at=NOW + timedelta(minutes=n)) for n in range(1, 5)],
+                           DAY)  # four cases, each followed by its one contribution: eight items
+    read: list[int] = []
+
+    def count(parsed, **_):
+        read.append(parsed["ScannedCount"])
+
+    dynamodb_client.meta.events.register("after-call.dynamodb.Query", count)
+    try:
+        listed = reports.list_cases(limit=1)
+    finally:
+        dynamodb_client.meta.events.unregister("after-call.dynamodb.Query", count)
+    assert sum(read) == 5
+    assert [(case.ip, case.reports) for case in listed] == [("127.0.0.2", 1)]

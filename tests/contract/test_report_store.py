@@ -1,6 +1,7 @@
 """The ReportStore contract: exactly-once reports, one contribution per reporter per window, rate windows."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from chalicelib.core.ports import Allowance, Outcome, ReportRecord
@@ -91,3 +92,29 @@ def test_rate_windows_grant_what_fits_and_count_only_that(report_store):
     assert report_store.take({"key:a": 5}, 5, 60, NOW + timedelta(seconds=60)) == {"key:a": Allowance(5, None)}
 
 
+def test_a_clock_stepping_back_does_not_reopen_a_full_window(report_store):
+    """A request stamped in the window before the stored one (a clock stepped back) must not start the stored
+    window afresh: the next request in it is still refused."""
+    assert NOW.timestamp() % 60 == 0
+    assert report_store.take({"key:a": 5}, 5, 60, NOW)["key:a"].granted == 5
+    report_store.take({"key:a": 1}, 5, 60, NOW - timedelta(seconds=1))
+    assert report_store.take({"key:a": 5}, 5, 60, NOW + timedelta(seconds=2))["key:a"].granted == 0
+
+
+def test_a_restarted_contribution_keeps_the_newest_observation(report_store):
+    """A report a window later about something seen long before counts again, but must not age the reporter's
+    contribution; a newer observation still moves it forward."""
+    report_store.record_reports([record("a")], DAY)
+    late_about_old = replace(record("b", at=NOW + timedelta(hours=25)), observed=NOW - timedelta(days=55))
+    report_store.record_reports([late_about_old], DAY)
+    contribution = report_store.get_case("127.0.0.5", "spam").contributions[0]
+    assert (contribution.reports, contribution.counted_at, contribution.observed) == (
+        2, NOW + timedelta(hours=25), NOW)
+    report_store.record_reports([record("c", at=NOW + timedelta(hours=50))], DAY)
+    assert report_store.get_case("127.0.0.5", "spam").contributions[0].observed == NOW + timedelta(hours=50)
+
+
+def test_cases_list_newest_first_up_to_the_limit(report_store):
+    report_store.record_reports([record(f"r{n}", ip=f"127.0.0.{n}", at=NOW + timedelta(minutes=n % 3))
+                                 for n in range(1, 4)], DAY)
+    assert [c.ip for c in report_store.list_cases(limit=2)] == ["127.0.0.2", "127.0.0.1"]

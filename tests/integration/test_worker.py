@@ -7,11 +7,13 @@ second process.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +26,7 @@ from aws_lambda_powertools.utilities.parser.models import SqsModel
 from chalicelib.adapters.local_worker import SqsHandler, Worker, parse_job_body, sqs_event
 from chalicelib.adapters.sqlite_db import SQLiteDatabase
 from chalicelib.adapters.sqlite_queue import SQLiteJobQueue
+from chalicelib.adapters.sqlite_reports import SQLiteReportStore
 from chalicelib.core.ports import Job
 from chalicelib.wiring import SystemClock
 from tests.conftest import NOW, FixedClock
@@ -105,8 +108,8 @@ def test_only_the_message_the_handler_reports_failed_is_retried(db):
     assert (again.job_id, again.attempts) == (bad, 2)
 
 
-def test_handler_that_raises_has_every_job_of_the_batch_retried(db):
-    """An invocation that fails as a whole retries the whole batch, as Lambda does; the worker goes on."""
+def test_handler_that_raises_has_its_job_retried_and_the_worker_goes_on(db):
+    """An invocation that fails as a whole retries its message, as Lambda does; the next job runs all the same."""
     def broken(event: dict, context: object) -> dict:
         raise ConnectionError("store unreachable")
 
@@ -131,7 +134,7 @@ def test_worker_thread_drains_the_queue_past_a_failing_batch_and_stops_when_aske
     queue = SQLiteJobQueue(db, base_backoff=0.0)
     for n in range(4):
         queue.enqueue("verify", {"n": n})
-    thread, stop = Worker(queue, fails_first_time, SystemClock(), batch_size=2, idle_sleep=0.02).start_thread()
+    thread, stop = Worker(queue, fails_first_time, SystemClock(), max_jobs=2, idle_sleep=0.02).start_thread()
     try:
         wait_until(lambda: queue.counts()["done"] == 4, "all four jobs done")
     finally:
@@ -141,15 +144,48 @@ def test_worker_thread_drains_the_queue_past_a_failing_batch_and_stops_when_aske
     assert len(rows(db, "SELECT * FROM results")) == 4
 
 
-def test_idle_worker_purges_jobs_finished_more_than_a_week_ago(db):
+def test_a_job_that_kills_its_worker_uses_up_only_its_own_tries(db):
+    """A job that takes its worker down (an OOM kill, a segfault: SystemExit here) comes back through its
+    expired lease until it is a dead letter; the jobs queued around it each run once and are done."""
     clock = FixedClock()
     queue = SQLiteJobQueue(db, clock=clock)
+    for payload in [{"n": 0}, {"n": 1}, {"n": 2}, {"kill": True}, {"n": 3}, {"n": 4}]:
+        queue.enqueue("verify", payload)
+        clock.moment += timedelta(seconds=1)
+    runs: Counter[int] = Counter()
+
+    def handler(event: dict, context: object) -> dict:
+        for record in event["Records"]:
+            job = parse_job_body(record["body"])
+            if job.payload.get("kill"):
+                raise SystemExit("the worker process died")
+            runs[job.payload["n"]] += 1
+        return {"batchItemFailures": []}
+
+    worker = Worker(queue, handler, clock, lease_seconds=300)
+    for _ in range(queue.max_attempts + 1):   # each time a restarted worker, once the lease ran out
+        with contextlib.suppress(SystemExit):
+            worker.run_once()
+        clock.moment += timedelta(seconds=301)
+    assert runs == {n: 1 for n in range(5)}
+    assert queue.counts() == {"pending": 0, "leased": 0, "done": 5, "dead": 1}
+    [letter] = queue.dead_letters()
+    assert (letter.job.payload, letter.job.attempts) == ({"kill": True}, queue.max_attempts)
+    assert "lease expired" in letter.error
+
+
+def test_idle_worker_purges_jobs_finished_more_than_a_week_ago_and_rows_past_their_lifetime(db):
+    clock = FixedClock()
+    queue = SQLiteJobQueue(db, clock=clock)
+    reports = SQLiteReportStore(db)
+    reports.take({"client:192.0.2.1": 1}, 600, 60, NOW)
     for n in range(2):
         queue.enqueue("verify", {"n": n})
     Worker(queue, recording_handler(db), clock).run_once()
     clock.moment = NOW + timedelta(days=8)
     queue.enqueue("verify", {"n": 2})
     Worker(queue, recording_handler(db), clock).run_once()   # finished now: kept
+    reports.take({"client:192.0.2.2": 1}, 600, 60, clock.moment)   # a window still open: kept
     thread, stop = Worker(queue, recording_handler(db), clock, idle_sleep=0.02).start_thread()
     try:
         wait_until(lambda: queue.counts()["done"] == 1, "the two old jobs purged")
@@ -157,6 +193,7 @@ def test_idle_worker_purges_jobs_finished_more_than_a_week_ago(db):
         stop.set()
         thread.join(timeout=5)
     assert queue.counts() == {"pending": 0, "leased": 0, "done": 1, "dead": 0}
+    assert rows(db, "SELECT bucket FROM rate_windows") == [("client:192.0.2.2",)]
 
 
 @pytest.fixture
