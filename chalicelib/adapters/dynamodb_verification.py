@@ -1,8 +1,8 @@
 """Verification state in DynamoDB: canaries, scan claims, results with their effects, blocks, alert counts.
 
-Items with a lifetime (canaries, scan claims, blocks, alert windows, digests) set the table's TTL
-attribute `expires_at`, but DynamoDB deletes them late, so every read that cares compares the item's
-own time instead.
+Items with a lifetime (canaries, scan claims, blocks, alert windows, digests, done actions) set the
+table's TTL attribute `expires_at`, but DynamoDB deletes them late, so every read that cares compares
+the item's own time instead.
 
 `record_verification` has no transaction either. It puts the verification item on condition that the
 id is new (that alone makes a redelivered job record nothing), then scales the reporters' reputation,
@@ -20,10 +20,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime
 
-from ..core.ports import Alert, Block
+from ..core.ports import Alert, Block, HeldAlert
 from .dynamodb_reports import CASES, case_key, reporter_key
 from .dynamodb_table import DynamoDBTable, epoch, moment
 
@@ -32,6 +33,7 @@ ALERT_WINDOW_KEPT_SECONDS = 7 * 24 * 3600
 BLOCKS = "BLOCKS"
 DELIVERIES = "WEBHOOK_DELIVERIES"
 DELIVERY_LOG_KEPT_SECONDS = 30 * 24 * 3600
+ACTION_KEPT_SECONDS = 14 * 24 * 3600  # SQS keeps a message at most 14 days, so no redelivery comes later
 
 
 def _window(window_start: datetime) -> str:
@@ -66,9 +68,10 @@ class DynamoDBVerificationStore:
             {"at": at, "end": int(at) + cooldown_seconds, "cutoff": at - cooldown_seconds}) is not None
 
     def fire_threshold_once(self, ip: str, category: str) -> bool:
+        """Only on an open case; resolving it removes `threshold_fired`, so it fires again once reopened."""
         return self.table.update(*case_key(ip, category), "SET #threshold_fired = :yes",
-                                 "attribute_exists(#status) AND attribute_not_exists(#threshold_fired)",
-                                 {"yes": True}) is not None
+                                 "attribute_exists(#status) AND attribute_not_exists(#resolved_at) AND "
+                                 "attribute_not_exists(#threshold_fired)", {"yes": True}) is not None
 
     # -- results ---------------------------------------------------------------------------------
     def record_verification(self, verification_id: str, ip: str, category: str, verdict: str, result: dict,
@@ -118,6 +121,13 @@ class DynamoDBVerificationStore:
         self.table.update(f"VERIFICATION#{verification_id}", "VERIFICATION", "SET #actions_done = :yes",
                           "attribute_exists(#pk)", {"yes": True})
 
+    def action_done(self, action_key: str) -> bool:
+        return self.table.get(f"ACTION#{action_key}", "ACTION") is not None
+
+    def mark_action_done(self, action_key: str, now: datetime) -> None:
+        self.table.put({"pk": f"ACTION#{action_key}", "sk": "ACTION", "done_at": epoch(now),
+                        "expires_at": int(epoch(now)) + ACTION_KEPT_SECONDS})
+
     # -- blocklist -------------------------------------------------------------------------------
     def block(self, entry: Block) -> None:
         """A later expiry wins; reason and score are always the latest."""
@@ -149,12 +159,12 @@ class DynamoDBVerificationStore:
                         "alert": json.dumps(asdict(alert)),
                         "expires_at": int(epoch(window_start)) + ALERT_WINDOW_KEPT_SECONDS})
 
-    def held_for_digest(self, window_start: datetime) -> list[Alert]:
-        return [Alert(**json.loads(item["alert"])) for item in self.table.query(f"DIGEST#{_window(window_start)}")]
+    def held_for_digest(self, window_start: datetime) -> list[HeldAlert]:
+        return [HeldAlert(item["sk"], Alert(**json.loads(item["alert"])))
+                for item in self.table.query(f"DIGEST#{_window(window_start)}")]
 
-    def clear_digest(self, window_start: datetime) -> None:
-        held = self.table.query(f"DIGEST#{_window(window_start)}")
-        self.table.batch_delete((item["pk"], item["sk"]) for item in held)
+    def clear_digest(self, window_start: datetime, held_ids: Iterable[str]) -> None:
+        self.table.batch_delete((f"DIGEST#{_window(window_start)}", held_id) for held_id in held_ids)
 
     # -- webhook delivery log --------------------------------------------------------------------
     def log_delivery(self, delivery_id: str, webhook: str, url: str, status: int | None, error: str | None,

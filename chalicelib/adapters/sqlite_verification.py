@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime
 
-from ..core.ports import Alert, Block
+from ..core.ports import Alert, Block, HeldAlert
 from .sqlite_db import SQLiteDatabase
 from .sqlite_reports import SCHEMA as REPORTS_SCHEMA, _epoch, _moment
 
@@ -56,7 +57,24 @@ CREATE TABLE IF NOT EXISTS digest_alerts (
     window_start REAL NOT NULL,
     alert TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS actions_done (
+    action_key TEXT PRIMARY KEY,
+    done_at REAL NOT NULL
+);
 """
+
+# The rows DynamoDB's TTL deletes on AWS (docs/aws.md, "Item types"), kept as long; `:now` is epoch seconds. The
+# scan cool-down is a setting this store does not see: a claim is kept longer than any sensible cool-down.
+DAY = 24 * 3600
+EXPIRED = (
+    f"DELETE FROM canaries WHERE expires < :now - {DAY}",
+    f"DELETE FROM scan_claims WHERE claimed_at < :now - {30 * DAY}",
+    "DELETE FROM blocks WHERE until < :now",
+    f"DELETE FROM alert_windows WHERE window_start < :now - {7 * DAY}",
+    f"DELETE FROM digest_alerts WHERE window_start < :now - {7 * DAY}",
+    f"DELETE FROM webhook_deliveries WHERE at < :now - {30 * DAY}",
+    f"DELETE FROM actions_done WHERE done_at < :now - {14 * DAY}",
+)
 
 
 class SQLiteVerificationStore:
@@ -65,6 +83,7 @@ class SQLiteVerificationStore:
         self.floor, self.ceiling = reputation_floor, reputation_ceiling
         db.ensure_schema(REPORTS_SCHEMA)
         db.ensure_schema(SCHEMA)
+        db.expire(*EXPIRED)
 
     def register_canary(self, nonce: str, ip: str, expires: datetime) -> None:
         with self.db.transaction() as conn:
@@ -87,9 +106,12 @@ class SQLiteVerificationStore:
                 (ip, _epoch(now), cooldown_seconds)).rowcount > 0
 
     def fire_threshold_once(self, ip: str, category: str) -> bool:
+        """`threshold_fired` keeps the case's last_seen when it fired (0: never). A resolution after that sets
+        resolved_at to at least that, and a reopening report is newer still: so a case fires once per episode."""
         with self.db.transaction() as conn:
-            return conn.execute("UPDATE cases SET threshold_fired = 1 WHERE ip = ? AND category = ? AND "
-                                "threshold_fired = 0", (ip, category)).rowcount > 0
+            return conn.execute("UPDATE cases SET threshold_fired = last_seen WHERE ip = ? AND category = ? AND "
+                                "status != 'resolved' AND threshold_fired <= COALESCE(resolved_at, 0)",
+                                (ip, category)).rowcount > 0
 
     def record_verification(self, verification_id: str, ip: str, category: str, verdict: str, result: dict,
                             reputation_factor: float | None, now: datetime) -> bool:
@@ -117,6 +139,14 @@ class SQLiteVerificationStore:
         with self.db.transaction() as conn:
             conn.execute("UPDATE verifications SET actions_done = 1 WHERE verification_id = ?", (verification_id,))
 
+    def action_done(self, action_key: str) -> bool:
+        return self.db.connection.execute("SELECT 1 FROM actions_done WHERE action_key = ?",
+                                          (action_key,)).fetchone() is not None
+
+    def mark_action_done(self, action_key: str, now: datetime) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO actions_done VALUES (?, ?) ON CONFLICT DO NOTHING", (action_key, _epoch(now)))
+
     def block(self, entry: Block) -> None:
         with self.db.transaction() as conn:
             conn.execute("INSERT INTO blocks VALUES (?, ?, ?, ?, ?) ON CONFLICT (ip, category) DO UPDATE SET "
@@ -138,14 +168,15 @@ class SQLiteVerificationStore:
             conn.execute("INSERT INTO digest_alerts (window_start, alert) VALUES (?, ?)",
                          (_epoch(window_start), json.dumps(asdict(alert))))
 
-    def held_for_digest(self, window_start: datetime) -> list[Alert]:
-        rows = self.db.connection.execute("SELECT alert FROM digest_alerts WHERE window_start = ? ORDER BY id",
+    def held_for_digest(self, window_start: datetime) -> list[HeldAlert]:
+        rows = self.db.connection.execute("SELECT id, alert FROM digest_alerts WHERE window_start = ? ORDER BY id",
                                           (_epoch(window_start),))
-        return [Alert(**json.loads(alert)) for (alert,) in rows]
+        return [HeldAlert(str(held_id), Alert(**json.loads(alert))) for held_id, alert in rows]
 
-    def clear_digest(self, window_start: datetime) -> None:
+    def clear_digest(self, window_start: datetime, held_ids: Iterable[str]) -> None:
         with self.db.transaction() as conn:
-            conn.execute("DELETE FROM digest_alerts WHERE window_start = ?", (_epoch(window_start),))
+            conn.executemany("DELETE FROM digest_alerts WHERE window_start = ? AND id = ?",
+                             [(_epoch(window_start), int(held_id)) for held_id in held_ids])
 
     def log_delivery(self, delivery_id: str, webhook: str, url: str, status: int | None, error: str | None,
                      at: datetime) -> None:

@@ -1,7 +1,6 @@
 """Policy actions (block, webhook, ticket, alert) and alert delivery that folds a storm into a digest."""
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
@@ -13,26 +12,35 @@ from .ports import Alert, Block
 
 DIGEST = "digest"
 WEBHOOK = "webhook"
+SENT_LAST = {"ticket": 1, "alert": 2}  # after blocks and webhooks, so the messages can say what was done
 
 
-def run_actions(node: Node, actions: Sequence[Action], *, ip: str, category: str, score: float,
+def run_actions(node: Node, actions: Sequence[Action], *, run_id: str, ip: str, category: str, score: float,
                 verdict: str | None, summary: str) -> list[str]:
-    """Carry out a rule's actions; alerts and tickets go last, so they can say what was done."""
+    """Carry out a rule's actions for one run (a verification or a threshold firing), each once however often
+    its job is delivered: a redelivery after a failure does only what is not yet done."""
     now = node.clock.now()
-    for action in actions:
+    taken = [describe_action(action) for action in actions]
+    for index, action in sorted(enumerate(actions), key=lambda pair: SENT_LAST.get(pair[1].kind, 0)):
+        action_key = f"{run_id}/{index}"  # also the webhook's delivery id, the same on every redelivery
+        if node.verifications.action_done(action_key):
+            continue
         if action.kind == "block":
             node.verifications.block(Block(ip, category, now + action.duration, f"{category} {verdict or 'reported'}",
                                            score))
         elif action.kind == "webhook":
-            node.queue.enqueue(WEBHOOK, {"webhook": action.webhook, "delivery_id": uuid.uuid4().hex, "event": {
+            node.queue.enqueue(WEBHOOK, {"webhook": action.webhook, "delivery_id": action_key, "event": {
                 "event": f"case.{verdict or 'threshold'}", "ip": ip, "category": category, "verdict": verdict,
-                "score": round(score, 4), "summary": summary, "at": format_time(now)}})
-    taken = [describe_action(action) for action in actions]
-    for kind in ("ticket", "alert"):
-        if any(action.kind == kind for action in actions):
-            deliver_alert(node, compose_alert(ip=ip, category=category, score=score, verdict=verdict, actions=taken,
-                                              node_name=node.settings.endpoint, resolve_hint=node.settings.endpoint,
-                                              kind=kind, details=summary))
+                "score": round(score, 4), "summary": summary, "at": format_time(now)}}, dedupe_key=action_key)
+        else:
+            alert = compose_alert(ip=ip, category=category, score=score, verdict=verdict, actions=taken,
+                                  node_name=node.settings.endpoint, resolve_hint=node.settings.endpoint,
+                                  kind=action.kind, details=summary)
+            if action.kind == "ticket":
+                node.notifier.send(alert)  # never throttled: a ticket folded into a digest is never opened
+            else:
+                deliver_alert(node, alert)
+        node.verifications.mark_action_done(action_key, now)
     return taken
 
 
@@ -65,5 +73,5 @@ def send_digest(node: Node, payload: dict) -> None:
     start = datetime.fromtimestamp(payload["window_start"], timezone.utc)
     held = node.verifications.held_for_digest(start)
     if held:
-        node.notifier.send(compose_digest(held, node.settings.alert_window_minutes))
-    node.verifications.clear_digest(start)
+        node.notifier.send(compose_digest([alert for _, alert in held], node.settings.alert_window_minutes))
+        node.verifications.clear_digest(start, [held_id for held_id, _ in held])

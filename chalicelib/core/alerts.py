@@ -28,7 +28,9 @@ _VERDICTS = {
     "refuted": ("{} refuted", "this node's own check found no such service"),
     "inconclusive": ("{} unverified (inconclusive)", "the check answered neither yes nor no"),
     "error": ("{} unverified (check failed)", "the check itself failed; it says nothing about the host"),
-    None: ("reported {}", "no check ran; the weighted reports alone reached the alert threshold"),
+    # a threshold alert: a check may be queued or running at the same moment, and says its verdict itself
+    None: ("reported {}", "the weighted reports reached the alert threshold; where the policy runs a check, "
+                          "its verdict comes in a message of its own"),
 }
 
 

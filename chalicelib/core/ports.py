@@ -199,6 +199,10 @@ class LocalJobQueue(JobQueue, Protocol):
     def purge_done(self, older_than: datetime) -> int:
         """Forget jobs finished before older_than; how many."""
 
+    def purge_expired(self, now: datetime) -> int:
+        """Forget what outlived its lifetime in the storage the queue shares with the node's stores (rate
+        windows, canaries, logs), as DynamoDB's TTL does on AWS; how many rows."""
+
 
 @dataclass(frozen=True)
 class Alert:
@@ -210,6 +214,13 @@ class Alert:
     ip: str | None = None
     category: str | None = None
     kind: str = "alert"   # "alert", "ticket" or "digest"
+
+
+class HeldAlert(NamedTuple):
+    """An alert held for its window's digest, with the store's id for it."""
+
+    held_id: str
+    alert: Alert
 
 
 class Notifier(Protocol):
@@ -239,7 +250,8 @@ class VerificationStore(Protocol):
         """Atomically take the right to scan ip; False while an earlier claim is inside its cool-down."""
 
     def fire_threshold_once(self, ip: str, category: str) -> bool:
-        """True only for the first caller per case: threshold actions run once."""
+        """True only for the first caller per open case and episode: threshold actions run once until the
+        case is resolved, and once more each time a newer report reopens it."""
 
     def record_verification(self, verification_id: str, ip: str, category: str, verdict: str, result: dict,
                             reputation_factor: float | None, now: datetime) -> bool:
@@ -251,6 +263,11 @@ class VerificationStore(Protocol):
 
     def mark_actions_done(self, verification_id: str) -> None: ...
 
+    def action_done(self, action_key: str) -> bool:
+        """Whether the action of a job run with this key was carried out: a redelivered job skips it."""
+
+    def mark_action_done(self, action_key: str, now: datetime) -> None: ...
+
     def block(self, entry: Block) -> None:
         """Put ip on the blocklist until entry.until (a later expiry wins)."""
 
@@ -261,7 +278,8 @@ class VerificationStore(Protocol):
 
     def hold_for_digest(self, window_start: datetime, alert: Alert) -> None: ...
 
-    def held_for_digest(self, window_start: datetime) -> list[Alert]: ...
+    def held_for_digest(self, window_start: datetime) -> list[HeldAlert]:
+        """The window's held alerts in the order they were held, each with the id `clear_digest` takes."""
 
     def log_delivery(self, delivery_id: str, webhook: str, url: str, status: int | None, error: str | None,
                      at: datetime) -> None:
@@ -270,8 +288,9 @@ class VerificationStore(Protocol):
     def deliveries(self, limit: int = 100) -> list[dict]:
         """The latest delivery attempts, newest first."""
 
-    def clear_digest(self, window_start: datetime) -> None:
-        """Forget a window's held alerts once its digest went out (windows take no alerts after they end)."""
+    def clear_digest(self, window_start: datetime, held_ids: Iterable[str]) -> None:
+        """Forget the held alerts a digest sent, by the ids `held_for_digest` gave: an alert another worker
+        held meanwhile stays for the next digest."""
 
 
 class Scanner(Protocol):

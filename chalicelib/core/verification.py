@@ -2,8 +2,8 @@
 
 A check only ever targets an address this node holds and has not delegated away, never special-purpose
 space outside dev mode, and at most once per address per cool-down, so a flood of reports never turns
-the node into a scanner of other people's hosts. Jobs run at least once; the verification id makes
-their effects happen once.
+the node into a scanner of other people's hosts. Jobs run at least once; the verification or threshold id
+and a record per action make their effects happen once.
 """
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ VERIFY = "verify"
 THRESHOLD = "threshold"
 EVALUATE = "evaluate"
 REPUTATION_FACTORS = {"confirmed": 1.25, "refuted": 0.5}
+# Cases that new reports may have verified (again): a confirmed case needs no new scan, a verifying one has its
+# check queued, and a resolved one is first reopened as received. The scan cool-down still applies.
+VERIFIABLE = ("received", "inconclusive", "refuted")
 CANARY_TTL = timedelta(minutes=10)
 
 
@@ -55,17 +58,19 @@ def after_intake(node: Node, cases: Iterable[tuple[str, str]]) -> None:
             continue
         score = node.tally.score(case, now)
         rule = node.policy.rule_for(ip, category)
-        if rule.checks and score >= rule.verify_at and case.status == "received":
+        if rule.checks and score >= rule.verify_at and case.status in VERIFIABLE:
             request_verification(node, ip, category)
         if rule.on_threshold and score >= rule.alert_at and node.verifications.fire_threshold_once(ip, category):
-            node.queue.enqueue(THRESHOLD, {"ip": ip, "category": category, "score": score})
+            node.queue.enqueue(THRESHOLD, {"threshold_id": uuid.uuid4().hex, "ip": ip, "category": category,
+                                           "score": score})
 
 
 def threshold_reached(node: Node, payload: dict) -> None:
-    """The threshold job: a case's score reached the rule's alert_at (once per case)."""
+    """The threshold job: a case's score reached the rule's alert_at (once per case until it is resolved)."""
     ip, category, score = payload["ip"], payload["category"], payload["score"]
+    run_id = payload.get("threshold_id") or uuid.uuid4().hex  # a job queued before the id existed runs as it did
     rule = node.policy.rule_for(ip, category)
-    run_actions(node, rule.on_threshold, ip=ip, category=category, score=score, verdict=None,
+    run_actions(node, rule.on_threshold, run_id=run_id, ip=ip, category=category, score=score, verdict=None,
                 summary=f"weighted score {score:.2f} reached the policy threshold {rule.alert_at:g}")
 
 
@@ -148,6 +153,6 @@ def verify(node: Node, payload: dict) -> None:
     if actions:
         case = node.reports.get_case(ip, category)
         score = node.tally.score(case, node.clock.now()) if case else 0.0
-        run_actions(node, actions, ip=ip, category=category, score=score, verdict=recorded["verdict"],
-                    summary=recorded["result"]["summary"])
+        run_actions(node, actions, run_id=verification_id, ip=ip, category=category, score=score,
+                    verdict=recorded["verdict"], summary=recorded["result"]["summary"])
     node.verifications.mark_actions_done(verification_id)

@@ -32,6 +32,24 @@ def test_threshold_fires_once_per_case(stores):
     assert not verification.fire_threshold_once("127.0.0.5", "spam")
 
 
+def test_threshold_fires_again_once_a_resolved_case_is_reopened(stores):
+    reports, verification = stores
+    reports.record_reports([record()], DAY)
+    assert verification.fire_threshold_once("127.0.0.5", "spam")
+    reports.set_case_status("127.0.0.5", "spam", "resolved")
+    assert not verification.fire_threshold_once("127.0.0.5", "spam")   # nothing fires on a resolved case
+    reports.record_reports([record("r2", at=NOW + timedelta(days=30))], DAY)
+    assert verification.fire_threshold_once("127.0.0.5", "spam")
+    assert not verification.fire_threshold_once("127.0.0.5", "spam")
+
+
+def test_an_action_is_done_once_marked(verification_store):
+    assert not verification_store.action_done("v1/0")
+    verification_store.mark_action_done("v1/0", NOW)
+    verification_store.mark_action_done("v1/0", NOW)
+    assert verification_store.action_done("v1/0") and not verification_store.action_done("v1/1")
+
+
 def test_a_verification_is_recorded_once_with_its_effects(stores):
     reports, verification = stores
     reports.record_reports([record("a"), record("b", reporter="ed25519:b")], DAY)
@@ -90,9 +108,21 @@ def test_alert_counts_and_digests_are_per_window(verification_store):
     alert = Alert("subject", "body", "short", "127.0.0.5", "spam")
     verification_store.hold_for_digest(NOW, alert)
     verification_store.hold_for_digest(NOW, alert)
-    assert verification_store.held_for_digest(NOW) == [alert, alert]
-    verification_store.clear_digest(NOW)
+    held = verification_store.held_for_digest(NOW)
+    assert [entry.alert for entry in held] == [alert, alert]
+    assert verification_store.held_for_digest(NOW + timedelta(minutes=15)) == []
+    verification_store.clear_digest(NOW, [entry.held_id for entry in held])
     assert verification_store.held_for_digest(NOW) == []
+
+
+def test_clearing_a_digest_keeps_an_alert_held_after_it_was_read(verification_store):
+    sent = Alert("sent", "body", "short", "127.0.0.5", "spam")
+    late = Alert("held while the digest went out", "body", "short", "127.0.0.6", "spam")
+    verification_store.hold_for_digest(NOW, sent)
+    held = verification_store.held_for_digest(NOW)
+    verification_store.hold_for_digest(NOW, late)
+    verification_store.clear_digest(NOW, [entry.held_id for entry in held])
+    assert [entry.alert for entry in verification_store.held_for_digest(NOW)] == [late]
 
 
 def test_webhook_deliveries_are_logged_newest_first(verification_store):

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import threading
+import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from chalicelib.adapters.http_webhooks import HttpWebhookSender
@@ -71,8 +74,8 @@ def drain(node, rounds=10):
 
 
 def test_a_receiver_that_fails_twice_gets_the_event_once_with_a_valid_signature(node):
-    run_actions(node, [Action("webhook", webhook="noc")], ip="127.0.0.5", category="open-proxy", score=3.0,
-                verdict="confirmed", summary="canary fetched")
+    run_actions(node, [Action("webhook", webhook="noc")], run_id="v1", ip="127.0.0.5", category="open-proxy",
+                score=3.0, verdict="confirmed", summary="canary fetched")
     drain(node)
     statuses = [status for _, _, status in FlakyReceiver.seen]
     assert statuses == [500, 500, 204]
@@ -88,9 +91,27 @@ def test_a_receiver_that_fails_twice_gets_the_event_once_with_a_valid_signature(
                                                                              (204, None)]
 
 
+def test_a_run_repeated_after_a_crash_before_its_record_keeps_the_delivery_id(node, monkeypatch):
+    """The worker died after queueing the webhook but before recording the action as done."""
+    def killed(*args):
+        raise OSError("worker killed")
+
+    def run():
+        run_actions(node, [Action("webhook", webhook="noc")], run_id="v1", ip="127.0.0.5", category="spam",
+                    score=1.0, verdict="confirmed", summary="")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(node.verifications, "mark_action_done", killed)
+        with pytest.raises(OSError):
+            run()
+    run()   # the job's redelivery
+    drain(node)
+    assert len({headers["X-Netimmune-Delivery"] for headers, _, _ in FlakyReceiver.seen}) == 1
+
+
 def test_a_wrong_secret_does_not_verify(node):
-    run_actions(node, [Action("webhook", webhook="noc")], ip="127.0.0.5", category="spam", score=1.0,
-                verdict=None, summary="")
+    run_actions(node, [Action("webhook", webhook="noc")], run_id="t1", ip="127.0.0.5", category="spam",
+                score=1.0, verdict=None, summary="")
     FlakyReceiver.failures = 0
     try:
         drain(node, rounds=1)
@@ -102,8 +123,8 @@ def test_a_wrong_secret_does_not_verify(node):
 
 def test_a_missing_secret_is_logged_and_retried_not_sent_unsigned(node):
     unsigned = dataclasses.replace(node, webhook_secrets={})
-    run_actions(unsigned, [Action("webhook", webhook="noc")], ip="127.0.0.5", category="spam", score=1.0,
-                verdict=None, summary="")
+    run_actions(unsigned, [Action("webhook", webhook="noc")], run_id="t1", ip="127.0.0.5", category="spam",
+                score=1.0, verdict=None, summary="")
     drain(unsigned, rounds=1)
     assert FlakyReceiver.seen == []
     assert "NOC_SECRET is not set" in unsigned.verifications.deliveries()[0]["error"]
@@ -124,3 +145,29 @@ def test_the_wiring_reads_each_webhook_secret_from_the_variable_the_policy_names
     node = build_node(Settings(db_path=tmp_path / "w.db", dev_mode=True, policy_path=policy))
     assert node.webhook_secrets == {"noc": "from-the-environment"}
     assert isinstance(node.webhook_sender, HttpWebhookSender)
+
+
+def test_a_receiver_answering_a_byte_at_a_time_is_cut_off_at_the_timeout():
+    """httpx's timeouts bound each read: a receiver trickling its answer faster than that must still not hold
+    the worker past the sender's timeout."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def trickle():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            try:
+                for byte in b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n":
+                    conn.sendall(bytes([byte]))
+                    time.sleep(0.1)
+            except OSError:
+                pass   # the sender hung up
+
+    threading.Thread(target=trickle, daemon=True).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(httpx.TimeoutException):
+            HttpWebhookSender(timeout=0.5).post(f"http://127.0.0.1:{listener.getsockname()[1]}/hook", b"{}", {})
+    finally:
+        listener.close()
+    assert time.monotonic() - started < 2
