@@ -38,7 +38,7 @@ class Settings:
     trust_peer_header: bool = False   # set by `netimmune serve`: the WSGI adapter names the peer
     policy_path: Path | None = None   # the node's policy YAML; None: the built-in default policy
     scan_cooldown_seconds: int = 3600  # at most one verification scan per address per cool-down
-    max_concurrent_checks: int = 4    # probes one verification runs at once
+    max_concurrent_checks: int = 4    # probe connections one verification has open at once
     check_timeout: float = 5.0        # seconds per probe connection
     proxy_ports: tuple[int, ...] | None = None    # None: each check's usual ports
     relay_ports: tuple[int, ...] | None = None
@@ -75,7 +75,8 @@ class Settings:
             except ValueError as exc:
                 raise SettingsError(f"{ENV_PREFIX}TRUST_ANCHOR: {exc}") from None
         for name in ("referral_ttl", "negative_ttl", "grant_days", "max_future_minutes", "max_age_days",
-                     "key_rate_per_minute", "client_rate_per_minute", "half_life_hours"):
+                     "key_rate_per_minute", "client_rate_per_minute", "half_life_hours", "max_concurrent_checks",
+                     "alerts_per_window", "alert_window_minutes"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
 
@@ -124,6 +125,7 @@ class Settings:
             half_life_hours=integer("HALF_LIFE_HOURS", int(defaults.half_life_hours)),
             policy_path=Path(get("POLICY")) if get("POLICY") else None,
             scan_cooldown_seconds=integer("SCAN_COOLDOWN_SECONDS", defaults.scan_cooldown_seconds),
+            max_concurrent_checks=integer("MAX_CONCURRENT_CHECKS", defaults.max_concurrent_checks),
             proxy_ports=ports("PROXY_PORTS"), relay_ports=ports("RELAY_PORTS"), scan_ports=ports("SCAN_PORTS"),
             resolver_port=integer("RESOLVER_PORT", 0) or None,
             resolver_qname=get("RESOLVER_QNAME") or defaults.resolver_qname,
@@ -132,6 +134,8 @@ class Settings:
             smtp_host=get("SMTP_HOST"), smtp_port=integer("SMTP_PORT", defaults.smtp_port),
             alert_from=get("ALERT_FROM") or defaults.alert_from,
             alert_to=tuple(a.strip() for a in (get("ALERT_TO") or "").split(",") if a.strip()),
+            alerts_per_window=integer("ALERTS_PER_WINDOW", defaults.alerts_per_window),
+            alert_window_minutes=integer("ALERT_WINDOW_MINUTES", defaults.alert_window_minutes),
             store=(get("STORE") or defaults.store).strip().lower(),
             table_name=get("TABLE"), verify_queue_url=get("VERIFY_QUEUE_URL"), alert_topic_arn=get("ALERT_TOPIC_ARN"),
             key_parameter=get("KEY_PARAMETER"),

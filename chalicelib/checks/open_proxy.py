@@ -3,7 +3,9 @@
 Every port is tried with HTTP CONNECT, HTTP GET with an absolute URI, SOCKS4(a) and SOCKS5 without
 authentication, each on its own connection with its own nonce. The verdict is confirmed only when
 the canary saw the nonce, so a web server or captive portal that answers 200 to anything is never
-called a proxy. A proxy that demands authentication is refuted: it is not open.
+called a proxy. A proxy that demands authentication is refuted: it is not open. A port that
+accepts connections but answers no probe before its timeout proves nothing (a proxy may be slow to
+reach the canary), so it makes the result inconclusive rather than refuted.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ Reader, Writer = asyncio.StreamReader, asyncio.StreamWriter
 
 # The ports open proxies are usually found on: web and cache proxies, SOCKS, Tor's SOCKS port.
 DEFAULT_PROXY_PORTS = (80, 1080, 3128, 8000, 8080, 8081, 8888, 9050)
+DEFAULT_PROXY_CONCURRENCY = 8
 
 
 class ProxyProtocol(StrEnum):
@@ -39,6 +42,7 @@ class ProxyProtocol(StrEnum):
 class Outcome(StrEnum):
     CLOSED = "closed"                # nothing accepted the connection
     NOT_A_PROXY = "not-a-proxy"      # connected, but the reply refused or was not the protocol
+    TIMED_OUT = "timed-out"          # connected, then no answer in time: proves neither
     AUTH_REQUIRED = "auth-required"  # a proxy, but not an open one
     NO_HIT = "no-hit"                # the request went through, and the canary never saw it
     HIT = "hit"                      # the canary saw this probe's nonce
@@ -218,6 +222,8 @@ async def _probe(ip: str, attempt: Attempt, canary: Canary, timeout: float) -> A
                 await close(writer)
     except PROBE_FAILURES as exc:
         attempt.transcript.note(describe_failure(exc))
+        if isinstance(exc, TimeoutError) and attempt.outcome is not Outcome.CLOSED:
+            attempt.outcome = Outcome.TIMED_OUT
     except asyncio.CancelledError:
         attempt.transcript.note("stopped before finishing")
         raise
@@ -229,12 +235,11 @@ async def _probe(ip: str, attempt: Attempt, canary: Canary, timeout: float) -> A
     return attempt
 
 
-async def _run_until_hit(ip: str, attempts: list[Attempt], canary: Canary, timeout: float, concurrency: int) -> None:
-    """Run every attempt, `concurrency` at a time, and stop all of them at the first canary hit."""
-    limit = asyncio.Semaphore(concurrency)
-
+async def _run_until_hit(ip: str, attempts: list[Attempt], canary: Canary, timeout: float,
+                         probe_slots: asyncio.Semaphore) -> None:
+    """Run every attempt, one per free slot, and stop all of them at the first canary hit."""
     async def bounded(attempt: Attempt) -> Attempt:
-        async with limit:
+        async with probe_slots:
             return await _probe(ip, attempt, canary, timeout)
 
     tasks = [asyncio.create_task(bounded(attempt)) for attempt in attempts]
@@ -250,15 +255,18 @@ async def _run_until_hit(ip: str, attempts: list[Attempt], canary: Canary, timeo
 
 async def check_open_proxy(ip: str, canary: Canary, ports: Sequence[int] = DEFAULT_PROXY_PORTS,
                            timeout: float = 5.0, *, protocols: Sequence[ProxyProtocol] = tuple(ProxyProtocol),
-                           concurrency: int = 8) -> CheckResult:
-    """Confirmed when a request for the canary made through ip reached it; refuted otherwise.
+                           probe_slots: asyncio.Semaphore | None = None) -> CheckResult:
+    """Confirmed when a request for the canary made through ip reached it; refuted when every open port
+    answered without that happening; inconclusive when an open port answered no probe in time.
 
-    `timeout` bounds each attempt (connect, handshake, fetch); at most `concurrency` run at once.
+    `timeout` bounds each attempt (connect, handshake, fetch); each holds one of `probe_slots` while it runs.
     """
     attempts = [Attempt(port, protocol, Transcript(f"{endpoint(ip, port)} {protocol}"))
                 for port in ports for protocol in map(ProxyProtocol, protocols)]
-    await _run_until_hit(ip, attempts, canary, timeout, concurrency)
+    await _run_until_hit(ip, attempts, canary, timeout, probe_slots or asyncio.Semaphore(DEFAULT_PROXY_CONCURRENCY))
     open_ports = sorted({a.port for a in attempts if a.outcome is not Outcome.CLOSED})
+    answered = {a.port for a in attempts if a.outcome not in (Outcome.CLOSED, Outcome.TIMED_OUT)}
+    silent = sorted(set(open_ports) - answered)
     auth_required = [f"{a.port}/{a.protocol}" for a in attempts if a.outcome is Outcome.AUTH_REQUIRED]
     details = {"ports": list(ports), "open_ports": open_ports, "auth_required": auth_required}
     hit = next((a for a in attempts if a.outcome is Outcome.HIT), None)
@@ -268,6 +276,10 @@ async def check_open_proxy(ip: str, canary: Canary, ports: Sequence[int] = DEFAU
         summary = f"{hit.protocol.label} on {hit.port} fetched the canary"
         return CheckResult("open-proxy", ip, Verdict.CONFIRMED, summary, transcript,
                            {**details, "port": hit.port, "protocol": str(hit.protocol)})
+    if silent:
+        summary = (f"port(s) {', '.join(map(str, silent))} accepted connections "
+                   f"but answered no probe within {timeout:g} s")
+        return CheckResult("open-proxy", ip, Verdict.INCONCLUSIVE, summary, transcript, details)
     if auth_required:
         summary = f"proxy on {', '.join(auth_required)} demands authentication; nothing reached the canary"
     elif open_ports:

@@ -2,7 +2,8 @@
 
 The envelope goes as far as RCPT TO and stops: an accepted foreign recipient (2xx) is the proof,
 and RSET + QUIT end the session before any message could exist. A temporary failure (4xx, such as
-greylisting) proves neither way and makes the result inconclusive.
+greylisting) proves neither way and makes the result inconclusive, and so does a server that accepts
+the connection and then times out: a slow server is not a closed one.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class Session:
     port: int
     transcript: Transcript
     connected: bool = False
+    timed_out: bool = False  # connected, then the server did not answer in time
     replies: dict[str, str] = field(default_factory=dict)  # command -> the last line of its reply
 
     @property
@@ -30,6 +32,12 @@ class Session:
         """The envelope step that ended the attempt and its reply: RCPT when the session got that far."""
         steps = [(name, self.replies[name]) for name in ENVELOPE if name in self.replies]
         return steps[-1] if steps else None
+
+    @property
+    def cut_short(self) -> bool:
+        """Timed out before the server said no or answered RCPT: nothing was learned."""
+        step = self.decisive
+        return self.timed_out and (step is None or (step[0] != "RCPT" and step[1].startswith("2")))
 
     @property
     def relays(self) -> bool:
@@ -82,10 +90,12 @@ async def _session(ip: str, port: int, helo: str, mail_from: str, rcpt_to: str, 
                 await close(writer)
     except PROBE_FAILURES as exc:
         session.transcript.note(describe_failure(exc))
+        session.timed_out = session.connected and isinstance(exc, TimeoutError)
     return session
 
 
 def _verdict(sessions: list[Session]) -> tuple[Verdict, str]:
+    """Confirmed by one relaying session; refuted only when no session left the question open."""
     ended = [(s.port, *s.decisive) for s in sessions if s.decisive]
     for port, step, reply in ended:
         if step == "RCPT" and reply.startswith("2"):
@@ -93,6 +103,10 @@ def _verdict(sessions: list[Session]) -> tuple[Verdict, str]:
     for port, step, reply in ended:
         if reply.startswith("4"):
             return Verdict.INCONCLUSIVE, f"SMTP on {port} failed temporarily at {step}: {reply}"
+    for session in sessions:
+        if session.cut_short:
+            after = f"after {session.decisive[0]}" if session.decisive else "before its greeting"
+            return Verdict.INCONCLUSIVE, f"SMTP on {session.port} timed out {after}"
     if ended:
         return Verdict.REFUTED, "; ".join(f"SMTP on {port} refused at {step}: {reply}" for port, step, reply in ended)
     if any(s.connected for s in sessions):
@@ -102,17 +116,20 @@ def _verdict(sessions: list[Session]) -> tuple[Verdict, str]:
 
 async def check_open_relay(ip: str, ports: Sequence[int] = DEFAULT_RELAY_PORTS, helo: str = "verify.netimmune.invalid",
                            mail_from: str = "relay-test@example.org", rcpt_to: str = "relay-test@example.net",
-                           timeout: float = 10.0) -> CheckResult:
+                           timeout: float = 10.0, probe_slots: asyncio.Semaphore | None = None) -> CheckResult:
     """Confirmed when some port accepts RCPT TO a foreign address from a foreign sender.
 
     Both addresses are in domains reserved for documentation (RFC 2606), foreign to any real server.
-    Ports are tried in turn until one confirms; `timeout` bounds each session.
+    Ports are tried in turn until one confirms; `timeout` bounds each session, which holds one of
+    `probe_slots` while it runs.
     """
     if any(char in value for value in (helo, mail_from, rcpt_to) for char in "\r\n"):
         raise ValueError("line breaks in an SMTP argument would smuggle in other commands")
     sessions: list[Session] = []
+    probe_slots = probe_slots or asyncio.Semaphore(1)
     for port in ports:
-        sessions.append(await _session(ip, port, helo, mail_from, rcpt_to, timeout))
+        async with probe_slots:
+            sessions.append(await _session(ip, port, helo, mail_from, rcpt_to, timeout))
         if sessions[-1].relays:
             break
     verdict, summary = _verdict(sessions)

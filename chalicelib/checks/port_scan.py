@@ -1,4 +1,9 @@
-"""Port scan check: which of the listed TCP ports accept a connection; confirmed when any does.
+"""Port scan check: which of the listed TCP ports accept a connection. Evidence, never proof.
+
+A host's open ports do not show that it scans others, nor that it runs an open service, so the
+verdict is always inconclusive: the open-port list and transcript are kept for the operator, while
+reputations and the confirmed/refuted actions are left alone. One anonymous report must not get a
+web server blocked.
 
 A full connect and an immediate close, nothing sent. A refused connection is closed; no answer
 within the timeout (or an unreachable network) is filtered. Both count as not open.
@@ -15,6 +20,7 @@ from .tcp import PROBE_FAILURES, close, connect, describe_failure
 # TCP services that are commonly abused when exposed: remote shells, mail, proxies, databases, caches.
 DEFAULT_SCAN_PORTS = (21, 22, 23, 25, 53, 80, 110, 111, 135, 139, 143, 443, 445, 587, 1080, 1433, 2375,
                       3128, 3306, 3389, 5432, 5900, 6379, 8000, 8080, 8888, 9050, 9200, 11211, 27017)
+DEFAULT_SCAN_CONCURRENCY = 64
 
 
 class PortState(StrEnum):
@@ -39,22 +45,20 @@ async def _probe_port(ip: str, port: int, timeout: float, transcript: Transcript
 
 
 async def scan_ports(ip: str, ports: Sequence[int] = DEFAULT_SCAN_PORTS, timeout: float = 2.0,
-                     concurrency: int = 64) -> CheckResult:
-    """Connect to each port, at most `concurrency` at once, each bounded by `timeout`."""
+                     probe_slots: asyncio.Semaphore | None = None) -> CheckResult:
+    """Connect to each port, one per free slot of `probe_slots`, each bounded by `timeout`; always inconclusive."""
     ports = list(dict.fromkeys(ports))
     transcript = Transcript(f"{ip} tcp-connect")
-    limit = asyncio.Semaphore(concurrency)
+    probe_slots = probe_slots or asyncio.Semaphore(DEFAULT_SCAN_CONCURRENCY)
 
     async def bounded(port: int) -> PortState:
-        async with limit:
+        async with probe_slots:
             return await _probe_port(ip, port, timeout, transcript)
 
     states = dict(zip(ports, await asyncio.gather(*(bounded(port) for port in ports))))
     by_state = {state: sorted(port for port, s in states.items() if s is state) for state in PortState}
     details = {"open_ports": by_state[PortState.OPEN], "closed_ports": by_state[PortState.CLOSED],
                "filtered_ports": by_state[PortState.FILTERED]}
-    if by_state[PortState.OPEN]:
-        summary = f"open: {', '.join(map(str, by_state[PortState.OPEN]))} (of {len(states)} ports probed)"
-        return CheckResult("port-scan", ip, Verdict.CONFIRMED, summary, transcript.lines, details)
-    return CheckResult("port-scan", ip, Verdict.REFUTED, f"none of {len(states)} ports probed is open",
-                       transcript.lines, details)
+    open_ports = ", ".join(map(str, by_state[PortState.OPEN])) or "none"
+    summary = f"open: {open_ports} (of {len(states)} ports probed); open ports alone prove no abuse"
+    return CheckResult("port-scan", ip, Verdict.INCONCLUSIVE, summary, transcript.lines, details)

@@ -15,7 +15,7 @@ TRUNCATED = "[transcript truncated]"
 class Verdict(StrEnum):
     CONFIRMED = "confirmed"        # positive proof, e.g. the canary was fetched through the suspect
     REFUTED = "refuted"            # the target was asked and did not act as the suspected service
-    INCONCLUSIVE = "inconclusive"  # the target answered in a way that proves neither
+    INCONCLUSIVE = "inconclusive"  # what the target did (or its silence) proves neither way
     ERROR = "error"                # the check itself failed; says nothing about the target
 
 

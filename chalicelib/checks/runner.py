@@ -1,4 +1,8 @@
-"""Run named checks against one address under a shared concurrency cap and a time budget each.
+"""Run named checks against one address under a shared cap on probe connections and a time budget each.
+
+The cap counts connections, not checks: every probe connection of every check (a port of the scan, a
+protocol on a port of the proxy check, an SMTP session, the resolver's socket) holds one slot of the
+one semaphore while it is open, so a verification never has more than that many open at once.
 
 A check that raises, or overruns its budget, becomes an `error` result instead of an exception,
 so one broken probe never loses the others' evidence.
@@ -31,23 +35,22 @@ CHECK_BUDGET = 120.0  # seconds of wall clock per check, a backstop behind each 
 
 async def run_check(name: str, ip: str, options: Mapping[str, Any], limit: asyncio.Semaphore,
                     budget: float = CHECK_BUDGET) -> CheckResult:
-    """One check with its keyword options (e.g. `canary`, `ports`), holding one slot of `limit`."""
-    async with limit:
-        try:
-            async with asyncio.timeout(budget):
-                return await CHECKS[name](ip, **options)
-        except TimeoutError:
-            return CheckResult(name, ip, Verdict.ERROR, f"did not finish within {budget:g} s")
-        except Exception as exc:  # any failure of the check itself becomes its error result
-            return CheckResult(name, ip, Verdict.ERROR, f"check failed: {type(exc).__name__}: {exc}")
+    """One check with its keyword options (e.g. `canary`, `ports`); each of its connections holds a slot of `limit`."""
+    try:
+        async with asyncio.timeout(budget):
+            return await CHECKS[name](ip, **options, probe_slots=limit)
+    except TimeoutError:
+        return CheckResult(name, ip, Verdict.ERROR, f"did not finish within {budget:g} s")
+    except Exception as exc:  # any failure of the check itself becomes its error result
+        return CheckResult(name, ip, Verdict.ERROR, f"check failed: {type(exc).__name__}: {exc}")
 
 
 async def run_checks(ip: str, names: Iterable[str], options: Mapping[str, Mapping[str, Any]] | None = None,
                      limit: asyncio.Semaphore | None = None, budget: float = CHECK_BUDGET) -> list[CheckResult]:
-    """Run each named check once, concurrently up to `limit`, results in the order of `names`.
+    """Run each named check once, together, results in the order of `names`.
 
     `options[name]` holds that check's keyword arguments; the open-proxy check needs `canary`.
-    Pass the node's one semaphore as `limit` so all verifications together stay under its cap.
+    `limit` caps the probe connections open at once across all these checks.
     """
     names = list(dict.fromkeys(names))
     unknown = [name for name in names if name not in CHECKS]
@@ -59,7 +62,7 @@ async def run_checks(ip: str, names: Iterable[str], options: Mapping[str, Mappin
 
 
 class ProbeScanner:
-    """The checks as the node's scanner port: one verification's probes run concurrently, `concurrency` at most."""
+    """The checks as the node's scanner port: one verification has at most `concurrency` probe connections open."""
 
     def __init__(self, concurrency: int = DEFAULT_CONCURRENCY):
         self.concurrency = concurrency

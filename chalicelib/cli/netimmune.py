@@ -365,7 +365,9 @@ def policy_check(path) -> None:
     except PolicyError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
-    click.echo(f"{path}: ok ({len(loaded.rules)} rules, {len(loaded.webhooks)} webhooks)")
+    rules = len(loaded.rules) - 1  # the last rule is the file's defaults, which cover every other address
+    click.echo(f"{path}: ok ({rules} rule{'s' * (rules != 1)} and the defaults, {len(loaded.webhooks)} webhook"
+               f"{'s' * (len(loaded.webhooks) != 1)})")
 
 
 if __name__ == "__main__":

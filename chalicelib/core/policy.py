@@ -10,7 +10,6 @@ as `FILE:LINE:COL: message`, the way a compiler reports them.
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
@@ -25,11 +24,12 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..protocol.categories import CATEGORIES
-from ..protocol.prefixes import IPAddress, IPNetwork, parse_ip
+from ..protocol.prefixes import AddressError, IPAddress, IPNetwork, parse_ip, parse_prefix
 
 KNOWN_CHECKS = ("open-proxy", "open-relay", "open-resolver", "port-scan")
 CATEGORY_CHECK = "category"
-"""In `checks:`, stands for the check that can confirm the reported category, if it has one."""
+"""In `checks:`, stands for the reported category's own check, if it has one."""
+MAX_POLICY_BYTES = 1024 * 1024
 
 ACTION_KINDS = ("alert", "block", "webhook", "ticket")
 MAX_BLOCK = timedelta(days=3660)
@@ -44,6 +44,9 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _STR, _NULL = "tag:yaml.org,2002:str", "tag:yaml.org,2002:null"
 _NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+# Thresholds as people write them. YAML 1.1 also reads 1:30 as 90, 010 as 8, 0x1f and 1_000 as numbers.
+_DECIMAL = re.compile(r"[-+]?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)")
+_IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 
 
 @dataclass(frozen=True)
@@ -152,8 +155,16 @@ class PolicyError(ValueError):
 
 
 def load_policy(path: str | Path) -> Policy:
-    """The policy in the file at `path`; OSError when it cannot be read, PolicyError when it is wrong."""
-    data = Path(path).read_bytes()
+    """The policy in the file at `path`; OSError when it cannot be read, PolicyError when it is wrong.
+
+    A file over MAX_POLICY_BYTES is refused unread: no real policy is that large, and a node must not
+    spend its memory finding out what a huge file holds.
+    """
+    with open(path, "rb") as file:
+        data = file.read(MAX_POLICY_BYTES + 1)
+    if len(data) > MAX_POLICY_BYTES:
+        message = f"the file is larger than {MAX_POLICY_BYTES // 2**20} MiB, the most a policy may be"
+        raise PolicyError(str(path), [PolicyProblem(1, 1, message)])
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -165,7 +176,7 @@ def load_policy(path: str | Path) -> Policy:
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
     """The policy in `text`; PolicyError lists every problem found, each at its line and column."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_PolicyLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = PolicyProblem(mark.line + 1, mark.column + 1, _syntax_message(exc))
@@ -180,12 +191,30 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     return policy
 
 
+class _Refused(yaml.MarkedYAMLError):
+    """YAML that parses but that a policy may not use; `problem` says why."""
+
+
+class _PolicyLoader(yaml.SafeLoader):
+    """SafeLoader without anchors and aliases. An alias repeats a subtree without repeating its text, so
+    a small file could multiply the walk over it (and the memory it takes) without bound."""
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        event = self.peek_event()
+        if getattr(event, "anchor", None):  # an anchored node (&name) or an alias (*name)
+            raise _Refused(problem="anchors and aliases (&name, *name) are not allowed in a policy; "
+                                   "write each value out", problem_mark=event.start_mark)
+        return super().compose_node(parent, index)
+
+
 def _problem_at(text: str, offset: int, message: str) -> PolicyProblem:
     before = text[:offset]
     return PolicyProblem(before.count("\n") + 1, offset - before.rfind("\n"), message)
 
 
 def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
+    if isinstance(exc, _Refused):
+        return exc.problem
     if not (exc.problem and exc.context):
         return f"YAML syntax error: {exc.problem or exc.context}"
     if exc.problem.startswith("but "):
@@ -337,28 +366,24 @@ class _Reader:
     def threshold(self, node: Node, key: str) -> Any:
         if not (isinstance(node, ScalarNode) and node.tag in _NUMBER_TAGS):
             return self.problem(node, f"{key} must be a number (a weighted score), got {_show(node)}")
-        constructor = yaml.constructor.SafeConstructor()
-        value = float(constructor.construct_yaml_int(node) if node.tag.endswith(":int")
-                      else constructor.construct_yaml_float(node))
-        if not math.isfinite(value):
-            return self.problem(node, f"{key} must be a finite number, got {_show(node)}")
+        if not _DECIMAL.fullmatch(node.value):
+            return self.problem(node, f"{key} must be a plain decimal number such as 2 or 2.5, got {_show(node)}")
+        value = float(node.value)
         if value < 0:
             return self.problem(node, f"{key} must not be negative, got {node.value}")
         return value
 
     def prefix(self, node: Node) -> Any:
         text = node.value if isinstance(node, ScalarNode) else ""
-        if "/" not in text:
-            return self.problem(node, f"bad prefix {_show(node)}: not in CIDR form (address/length)")
         try:
-            return ipaddress.ip_network(text, strict=True)
-        except ValueError:
-            pass
-        try:
-            network = ipaddress.ip_network(text, strict=False)
-        except ValueError:
-            return self.problem(node, f"bad prefix {_show(node)}: not an IPv4 or IPv6 prefix")
-        return self.problem(node, f"bad prefix {_show(node)}: host bits set (the network is {network})")
+            network = parse_prefix(text)
+        except AddressError:
+            return self.problem(node, f"bad prefix {_show(node)}: {_prefix_mistake(text)}")
+        if network.version == 6 and network.subnet_of(_IPV4_MAPPED):
+            ipv4 = ipaddress.ip_network((network.network_address.ipv4_mapped, network.prefixlen - 96))
+            return self.problem(node, f"bad prefix {_show(node)}: IPv4-mapped addresses are matched as IPv4, "
+                                      f"so this rule would never apply; write {ipv4}")
+        return network
 
     def names(self, node: Node, key: str, noun: str, known: Collection[str], none_ok: bool,
               extra: tuple[str, ...] = ()) -> list[str]:
@@ -449,6 +474,21 @@ class _Reader:
             return self.problem(node, f"bad duration {_show(node)}: blocks must expire within "
                                       f"{MAX_BLOCK.days} days")
         return duration
+
+
+def _prefix_mistake(text: str) -> str:
+    """Why parse_prefix refused `text`, in the words an operator needs to fix it."""
+    if "/" not in text:
+        return "not in CIDR form (address/length)"
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return "not an IPv4 or IPv6 prefix"
+    try:
+        ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        return f"host bits set (the network is {network})"
+    return f"write the length as a number of bits (/{network.prefixlen}), not a netmask or padded number"
 
 
 def _is_null(node: Node) -> bool:

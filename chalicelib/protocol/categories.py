@@ -38,7 +38,7 @@ class Category:
     xarf_category: str
     xarf_type: str
     abuseipdb_ids: tuple[int, ...]
-    check: str | None  # the verification check that can confirm it, if any
+    check: str | None  # the verification check run for it, if any (port-scan only gathers evidence)
     # X-ARF's `service` field: required by vulnerability/open_service, and what tells
     # the open-* rows sharing that type apart.
     xarf_service: str | None = None

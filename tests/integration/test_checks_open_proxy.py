@@ -71,6 +71,15 @@ def test_closed_port_is_refuted(canary, closed_port):
     assert any("connection refused" in line for line in result.transcript)
 
 
+def test_port_that_accepts_and_never_answers_is_inconclusive(canary, silent_port):
+    """A tarpit, or a proxy too slow to reach the canary in time: silence proves neither way."""
+    result = check(canary, silent_port)
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert result.details["open_ports"] == [silent_port]
+    assert result.summary == f"port(s) {silent_port} accepted connections but answered no probe within {TIMEOUT:g} s"
+    assert sum(line.endswith("# timed out") for line in result.transcript) == len(ProxyProtocol)
+
+
 @pytest.mark.parametrize("scheme, protocol", [("http", ProxyProtocol.HTTP_CONNECT), ("socks5", ProxyProtocol.SOCKS5)])
 def test_tunnel_reaches_an_https_canary(pproxy, https_canary, scheme, protocol):
     """A node behind HTTPS still confirms: TLS runs end to end through the tunnel."""

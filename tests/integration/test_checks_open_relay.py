@@ -63,3 +63,13 @@ def test_line_breaks_in_an_address_are_refused_before_connecting(smtp_server):
     with pytest.raises(ValueError, match="line breaks"):
         asyncio.run(check_open_relay(LOOPBACK, ports=[port], rcpt_to="a@example.net>\r\nDATA\r\n"))
     assert handler.messages == []
+
+
+def test_smtp_port_that_never_greets_is_inconclusive(silent_port):
+    """Accepting the connection and then staying silent past the timeout proves nothing: a slow or
+    overloaded server is not a closed one, and a refutation would halve the reporters' reputation."""
+    result = check(silent_port)
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert result.summary == f"SMTP on {silent_port} timed out before its greeting"
+    assert result.details["open_ports"] == [silent_port]
+    assert any(line.endswith("# timed out") for line in result.transcript)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 
@@ -47,9 +48,25 @@ def test_resolver_offering_recursion_without_an_answer_is_inconclusive(dnsmasq):
     assert result.details["rcode"] == "NXDOMAIN"
 
 
-def test_silent_address_is_refuted_after_every_try(closed_port):
-    """An open resolver answers anyone; no reply to either query means it does not answer us."""
+def test_port_nobody_listens_on_is_refuted(closed_port):
+    """Port unreachable comes back on the connected socket: nothing there can resolve for anyone."""
     result = check(closed_port, "www.canary.test")
     assert result.verdict is Verdict.REFUTED
+    assert result.summary == f"nothing listens on UDP port {closed_port}"
+
+
+@pytest.fixture
+def silent_udp_port():
+    """A bound UDP socket that reads nothing and answers nothing, like a firewall dropping queries."""
+    with socket.socket(type=socket.SOCK_DGRAM) as silent:
+        silent.bind((LOOPBACK, 0))
+        yield silent.getsockname()[1]
+
+
+def test_silence_after_every_try_is_inconclusive(silent_udp_port):
+    """No reply proves nothing (a firewall, a rate limit, a lost packet); the tries stay in the transcript."""
+    result = check(silent_udp_port, "www.canary.test")
+    assert result.verdict is Verdict.INCONCLUSIVE
     assert result.summary == "no reply to 2 recursive queries"
     assert sum(" > query " in line for line in result.transcript) == 2
+    assert sum("no reply within 0.5 s" in line for line in result.transcript) == 2

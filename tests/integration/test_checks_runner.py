@@ -1,4 +1,4 @@
-"""Running named checks together: order, shared concurrency cap, and failures kept as results."""
+"""Running named checks together: order, the shared cap on probe connections, and failures kept as results."""
 from __future__ import annotations
 
 import asyncio
@@ -7,6 +7,7 @@ import time
 import pytest
 
 from chalicelib.checks import Verdict, run_checks
+from chalicelib.checks.runner import ProbeScanner
 
 LOOPBACK = "127.0.0.1"
 
@@ -17,7 +18,7 @@ def test_checks_run_by_name_return_results_in_the_order_asked(pproxy, canary, si
         "port-scan": {"ports": [silent_port]},
         "open-proxy": {"canary": canary, "ports": [proxy_port], "timeout": 1.0},
     }))
-    assert [(r.check, r.verdict) for r in results] == [("port-scan", Verdict.CONFIRMED),
+    assert [(r.check, r.verdict) for r in results] == [("port-scan", Verdict.INCONCLUSIVE),
                                                        ("open-proxy", Verdict.CONFIRMED)]
 
 
@@ -25,8 +26,9 @@ def test_a_failing_check_becomes_an_error_result_beside_the_others(closed_port):
     """The proxy check without a canary cannot run; the scan's evidence is still returned."""
     options = {"port-scan": {"ports": [closed_port]}}
     results = asyncio.run(run_checks(LOOPBACK, ["open-proxy", "port-scan"], options))
-    assert [r.verdict for r in results] == [Verdict.ERROR, Verdict.REFUTED]
+    assert [r.verdict for r in results] == [Verdict.ERROR, Verdict.INCONCLUSIVE]
     assert "canary" in results[0].summary
+    assert results[1].details["closed_ports"] == [closed_port]
 
 
 def test_a_check_overrunning_its_budget_is_an_error(silent_port):
@@ -37,14 +39,15 @@ def test_a_check_overrunning_its_budget_is_an_error(silent_port):
     assert result.summary == "did not finish within 0.3 s"
 
 
-def test_shared_semaphore_caps_how_many_checks_run_at_once(silent_port):
-    """With one slot, two checks that each wait out a 0.3 s timeout cannot overlap."""
-    options = {"open-relay": {"ports": [silent_port], "timeout": 0.3},
-               "open-resolver": {"port": silent_port, "timeout": 0.3, "tries": 1}}
+def test_probe_cap_bounds_connections_not_checks(canary, silent_port):
+    """With a cap of 1, the proxy check's four protocols and the relay's session each hold the one slot
+    while a tarpit keeps them waiting out their 0.2 s timeout: five connections, one after another."""
+    options = {"open-proxy": {"canary": canary, "ports": [silent_port], "timeout": 0.2},
+               "open-relay": {"ports": [silent_port], "timeout": 0.2}}
     started = time.monotonic()
-    results = asyncio.run(run_checks(LOOPBACK, ["open-relay", "open-resolver"], options, limit=asyncio.Semaphore(1)))
-    assert time.monotonic() - started >= 0.6
-    assert [r.verdict for r in results] == [Verdict.REFUTED, Verdict.REFUTED]
+    results = ProbeScanner(concurrency=1).scan(LOOPBACK, ["open-proxy", "open-relay"], options)
+    assert time.monotonic() - started >= 5 * 0.2
+    assert [r.verdict for r in results] == [Verdict.INCONCLUSIVE, Verdict.INCONCLUSIVE]
 
 
 def test_unknown_check_name_is_refused_before_anything_runs():

@@ -60,6 +60,13 @@ def test_policy_check_prints_line_precise_problems_and_fails(run, tmp_path):
     assert f"{bad}:2:" in output and f"{bad}:3:" in output
 
 
+def test_policy_check_counts_the_rules_apart_from_the_defaults(run):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "policy.yaml"
+    assert run("policy", "check", str(example)).strip() == f"{example}: ok (4 rules and the defaults, 1 webhook)"
+
+
 def test_token_queue_and_webhook_log_commands_answer(run):
     assert run("token", "create", "--role", "appliance").startswith("nim_appliance_")
     assert run("queue", "status").startswith("pending 0")
