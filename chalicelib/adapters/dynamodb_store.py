@@ -30,7 +30,7 @@ from datetime import datetime
 
 from ..core.ports import DelegationMatch, Role, StaleDelegation
 from ..protocol.delegation import Delegation
-from ..protocol.encoding import format_time
+from ..protocol.encoding import format_time, parse_time
 from ..protocol.prefixes import IPAddress, IPNetwork
 from .dynamodb_table import DynamoDBTable, Key, epoch
 
@@ -76,13 +76,14 @@ class _Stored:
     serial: int
     document_json: str
     chain_json: str
+    not_after: str
 
     @classmethod
     def from_item(cls, item: dict) -> _Stored:
         _, family, length = item["pk"].split("#")
         network, role = item["sk"].split("#")
         return cls(Role(role), int(family), int(length), int(network, 16), item["serial"], item["document"],
-                   item["chain"])
+                   item["chain"], item["not_after"])
 
     @property
     def specificity(self) -> tuple[int, bool]:
@@ -91,7 +92,7 @@ class _Stored:
 
     def match(self, parent: _Stored | None) -> DelegationMatch:
         chain = parent.chain_json if self.role is Role.GRANTED and parent is not None else self.chain_json
-        return DelegationMatch(self.role, self.document_json, chain)
+        return DelegationMatch(self.role, self.document_json, chain, parse_time(self.not_after).timestamp())
 
 
 class DynamoDBDelegationStore:

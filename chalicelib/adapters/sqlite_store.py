@@ -57,7 +57,7 @@ _ROLE_DEPTH = {"held": 0, "granted": 1}
 # One seek: the interval starting at or before the address. Its end is checked in Python, since a
 # `last >= ?` in the WHERE clause would make SQLite scan backwards through the family on a miss.
 _LONGEST_MATCH = """
-SELECT d.role, d.document, COALESCE(p.chain, d.chain), r.last
+SELECT d.role, d.document, COALESCE(p.chain, d.chain), CAST(strftime('%s', d.not_after) AS INTEGER), r.last
 FROM referral_index AS r
 JOIN delegations AS d ON d.id = r.delegation_id
 LEFT JOIN delegations AS p ON p.id = d.parent_id
@@ -109,19 +109,19 @@ class SQLiteDelegationStore:
     def longest_match(self, ip: IPAddress) -> DelegationMatch | None:
         packed = ip.packed
         row = self.db.connection.execute(_LONGEST_MATCH, (ip.version, packed)).fetchone()
-        if row is None or row[3] < packed:
+        if row is None or row[4] < packed:
             return None
-        return DelegationMatch(_ROLES[row[0]], row[1], row[2])
+        return DelegationMatch(_ROLES[row[0]], row[1], row[2], row[3])
 
     def list_delegations(self, role: Role | None = None) -> list[DelegationMatch]:
-        sql = ("SELECT d.role, d.document, COALESCE(p.chain, d.chain) FROM delegations AS d "
-               "LEFT JOIN delegations AS p ON p.id = d.parent_id")
+        sql = ("SELECT d.role, d.document, COALESCE(p.chain, d.chain), CAST(strftime('%s', d.not_after) AS INTEGER) "
+               "FROM delegations AS d LEFT JOIN delegations AS p ON p.id = d.parent_id")
         args: tuple = ()
         if role is not None:
             sql += " WHERE d.role = ?"
             args = (role.value,)
         rows = self.db.connection.execute(sql + " ORDER BY d.family, d.first, d.plen", args)
-        return [DelegationMatch(Role(r[0]), r[1], r[2]) for r in rows]
+        return [DelegationMatch(Role(r[0]), r[1], r[2], r[3]) for r in rows]
 
     def next_serial(self, prefix: IPNetwork) -> int:
         family, first, _ = address_range(prefix)

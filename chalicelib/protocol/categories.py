@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+RSIT_TAG = "rsit:"  # how the RSIT classification travels among a report's tags (DESIGN.md §2)
+
 
 class UnknownCategory(ValueError):
     """A slug that is not in the table."""
@@ -49,7 +51,7 @@ class Category:
 
     @property
     def rsit_tag(self) -> str:
-        return f"rsit:{self.rsit}"
+        return RSIT_TAG + self.rsit
 
 
 _TABLE = (

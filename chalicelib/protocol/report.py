@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .categories import CATEGORIES, Category
+from .categories import CATEGORIES, RSIT_TAG, Category
 from .encoding import EncodingError, format_time, parse_time
 from .keys import KeyPair
 from .prefixes import AddressError, IPAddress, parse_ip
@@ -112,12 +112,14 @@ def _category(body: dict) -> Category:
     tags = body.get("tags", [])
     if not isinstance(tags, list) or len(tags) > 32:
         raise ReportError("bad_field", "tags must be a list of at most 32 short strings")
-    named = []
+    named, rsit = [], []
     for tag in tags:
         if not isinstance(tag, str) or len(tag) > 200:
             raise ReportError("bad_field", "tags must be a list of at most 32 short strings")
         if tag.startswith(CATEGORY_TAG):
             named.append(tag[len(CATEGORY_TAG):])
+        elif tag.startswith(RSIT_TAG):
+            rsit.append(tag)
     if len(named) != 1 or named[0] not in CATEGORIES:
         raise ReportError("bad_category", f"tags must name exactly one category as {CATEGORY_TAG}<category> "
                           f"(one of {', '.join(sorted(CATEGORIES))})")
@@ -130,7 +132,7 @@ def _category(body: dict) -> Category:
     if category.xarf_service and body.get("service") != category.xarf_service:
         raise ReportError("bad_category", f"{category.slug} reports carry service {category.xarf_service!r}, "
                           f"not {body.get('service')!r}")
-    if any(tag.startswith("rsit:") and tag != category.rsit_tag for tag in tags):
+    if rsit and rsit != [category.rsit_tag]:
         raise ReportError("bad_category", f"the rsit: tag of a {category.slug} report is {category.rsit_tag}")
     return category
 
@@ -163,8 +165,11 @@ def _evidence_size(items: Any) -> int:
 def _reporter_problem(reporter: Any) -> bool:
     if not isinstance(reporter, dict):
         return True
-    return not all(isinstance(value, str) and len(value) <= MAX_REPORTER_FIELD
-                   for value in (reporter.get("org", ""), reporter.get("contact", ""), reporter.get("domain", "")))
+    get = reporter.get
+    org, contact, domain = get("org", ""), get("contact", ""), get("domain", "")
+    return not (isinstance(org, str) and isinstance(contact, str) and isinstance(domain, str)
+                and len(org) <= MAX_REPORTER_FIELD and len(contact) <= MAX_REPORTER_FIELD
+                and len(domain) <= MAX_REPORTER_FIELD)
 
 
 def parse_report(body: Any) -> Report:

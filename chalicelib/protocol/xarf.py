@@ -23,11 +23,10 @@ import json
 import re
 import uuid
 
-from .categories import by_slug
+from .categories import RSIT_TAG, by_slug
 from .report import CATEGORY_TAG, XARF_VERSION
 
 TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_+-]*:[a-z0-9][a-z0-9_+-.]*$")  # verbatim from xarf-core.json
-RSIT_PREFIX = "rsit:"
 CONTACT_FIELDS = ("org", "contact", "domain")
 EVIDENCE_FIELDS = ("content_type", "payload", "hash", "description")
 MAX_TAGS = 20
@@ -41,8 +40,8 @@ def xarf_tags(tags: list[str]) -> list[str]:
     """Tags as the X-ARF schema accepts them: the RSIT tag respelled, any other misfit left out."""
     kept: list[str] = []
     for tag in tags:
-        if tag.startswith(RSIT_PREFIX):
-            tag = RSIT_PREFIX + tag[len(RSIT_PREFIX):].replace("/", ".")
+        if tag.startswith(RSIT_TAG):
+            tag = RSIT_TAG + tag[len(RSIT_TAG):].replace("/", ".")
         if TAG_PATTERN.match(tag) and tag not in kept:
             kept.append(tag)
     return kept[:MAX_TAGS]

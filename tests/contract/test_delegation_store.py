@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -38,6 +39,16 @@ def test_granted_match_carries_the_held_chain_above_it(delegation_store):
     assert match.role is Role.GRANTED
     assert match.chain == [held.document, child.document]
     assert delegation_store.longest_match(parse_ip("2001:db8:2::5")).chain == [held.document]
+
+
+def test_a_match_knows_when_its_delegation_expires(delegation_store):
+    from tests.conftest import NOW
+
+    held = delegate(ISSUER, "127.0.0.0/8", HOLDER, not_after=NOW + timedelta(days=2))
+    delegation_store.save_delegations(Role.HELD, [held], [[held.document]])
+    match = delegation_store.longest_match(parse_ip("127.0.0.9"))
+    assert not match.expired(NOW + timedelta(days=2)) and match.expired(NOW + timedelta(days=2, seconds=1))
+    assert not delegation_store.list_delegations(Role.HELD)[0].expired(NOW)
 
 
 def test_granting_the_whole_held_prefix_refers_it_on(delegation_store):

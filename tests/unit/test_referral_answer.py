@@ -28,8 +28,9 @@ def test_referral_text_is_the_json_of_its_fields_and_chain(endpoint):
     root, child = KeyPair.generate(), KeyPair.generate()
     held = delegate(root, "127.0.0.0/8", child, endpoint=endpoint)
     granted = delegate(child, "127.0.1.0/24", KeyPair.generate(), endpoint=endpoint)
-    held_match = DelegationMatch(Role.HELD, json.dumps(held.document), json.dumps([held.document]))
-    granted_match = DelegationMatch(Role.GRANTED, json.dumps(granted.document), json.dumps([held.document]))
+    held_match = DelegationMatch(Role.HELD, json.dumps(held.document), json.dumps([held.document]), 4e9)
+    granted_match = DelegationMatch(Role.GRANTED, json.dumps(granted.document), json.dumps([held.document]),
+                                    4e9)
 
     assert json.loads(Referral(Answer.AUTHORITATIVE, "127.0.0.9", 3600, held_match).to_json_text()) == expected_answer(
         Answer.AUTHORITATIVE, "127.0.0.9", 3600, held)
