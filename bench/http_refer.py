@@ -135,8 +135,10 @@ def serve_bare(port: int, body_file: Path) -> None:
     """Run the bare app with the settings `netimmune serve` gives waitress."""
     from waitress import create_server
 
+    from chalicelib.adapters.wsgi import MAX_BODY
+
     server = create_server(bare_app(body_file.read_bytes()), host=HOST, port=port, threads=SERVER_THREADS,
-                           ident="netimmune", clear_untrusted_proxy_headers=True)
+                           ident="netimmune", clear_untrusted_proxy_headers=True, max_request_body_size=MAX_BODY)
     signal.signal(signal.SIGTERM, lambda *_: server.close())
     try:
         server.run()
