@@ -115,7 +115,7 @@ def _wait_for_verdicts(tree: LocalTree, token: str, ips: list[str], timeout: flo
 
 
 def run_demo(console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or Console(soft_wrap=True)  # lines wrap where the screen ends: a log keeps URLs whole
     say = console.print
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="netimmune-demo-") as temp, ExitStack() as stack:
