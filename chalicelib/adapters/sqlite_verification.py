@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS verifications (
     recorded REAL NOT NULL,
     actions_done INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS verifications_by_case ON verifications (ip, category, recorded);
 CREATE TABLE IF NOT EXISTS blocks (
     ip TEXT NOT NULL,
     category TEXT NOT NULL,
@@ -115,8 +116,12 @@ class SQLiteVerificationStore:
 
     def record_verification(self, verification_id: str, ip: str, category: str, verdict: str, result: dict,
                             reputation_factor: float | None, now: datetime) -> bool:
+        """A verdict judges the claims counted since the case's last judging verdict (all of them the first
+        time): a reporter whose contribution was judged already is left alone until it reports again."""
         status = verdict if verdict in ("confirmed", "refuted") else "inconclusive"
         with self.db.transaction() as conn:
+            last_judged = conn.execute("SELECT MAX(recorded) FROM verifications WHERE ip = ? AND category = ? "
+                                       "AND verdict IN ('confirmed', 'refuted')", (ip, category)).fetchone()[0]
             if conn.execute("INSERT INTO verifications (verification_id, ip, category, verdict, result, recorded) "
                             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                             (verification_id, ip, category, verdict, json.dumps(result), _epoch(now))).rowcount == 0:
@@ -126,8 +131,9 @@ class SQLiteVerificationStore:
             if reputation_factor is not None:
                 column = "confirmed" if reputation_factor >= 1 else "refuted"
                 conn.execute(f"UPDATE reporters SET reputation = MIN(?, MAX(?, reputation * ?)), {column} = {column} + 1 "
-                             "WHERE key IN (SELECT reporter FROM contributions WHERE ip = ? AND category = ?)",
-                             (self.ceiling, self.floor, reputation_factor, ip, category))
+                             "WHERE key IN (SELECT reporter FROM contributions WHERE ip = ? AND category = ? "
+                             "AND counted_at > COALESCE(?, -1))",
+                             (self.ceiling, self.floor, reputation_factor, ip, category, last_judged))
         return True
 
     def verification(self, verification_id: str) -> dict | None:

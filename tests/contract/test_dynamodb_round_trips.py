@@ -95,8 +95,9 @@ def test_a_report_cut_short_by_a_crash_is_counted_once_by_its_retry(dynamodb_cli
     assert reports.get_case("127.0.0.5", "spam").contributions[0].reports == 2
 
 
-# Recording is 6 requests here: the result, the case's reporters, the reputation's read and write, the
-# case, `applied`. A crash before the case leaves the reputation scaled once and the case to be moved.
+# Recording a verdict is 7 requests here: the result, the case's reporters, the reputation's read and write,
+# the case, its `judged_at`, `applied`. A crash before the case leaves the reputation scaled once and the case
+# to be moved.
 def test_a_verification_cut_short_moves_its_case_when_read_and_scales_reputation_once(dynamodb_client):
     _, _, reports, verifications = make_dynamodb_stores(dynamodb_client)
     reports.record_reports([record()], DAY)

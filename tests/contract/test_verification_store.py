@@ -67,13 +67,48 @@ def test_a_verification_is_recorded_once_with_its_effects(stores):
 
 def test_reputation_stays_within_its_floor_and_ceiling(stores):
     reports, verification = stores
-    reports.record_reports([record()], DAY)
-    for index in range(10):
-        verification.record_verification(f"up{index}", "127.0.0.5", "spam", "confirmed", {}, 1.25, NOW)
-    assert reports.get_case("127.0.0.5", "spam").contributions[0].reputation == 2.0
-    for index in range(20):
-        verification.record_verification(f"down{index}", "127.0.0.5", "spam", "refuted", {}, 0.5, NOW)
-    assert reports.get_case("127.0.0.5", "spam").contributions[0].reputation == 0.05
+    for verdict, factor, bound in (("confirmed", 1.25, 2.0), ("refuted", 0.5, 0.05)):
+        for index in range(20):   # a new claim each time, each on a case of its own
+            reports.record_reports([record(f"{verdict}{index}", ip=f"127.0.{index}.5", category=verdict)], DAY)
+            verification.record_verification(f"{verdict}{index}", f"127.0.{index}.5", verdict, verdict, {}, factor,
+                                             NOW)
+        assert reports.get_case("127.0.0.5", verdict).contributions[0].reputation == bound
+
+
+def reputations(reports, ip="127.0.0.5", category="spam") -> dict[str, float]:
+    return {c.reporter: c.reputation for c in reports.get_case(ip, category).contributions}
+
+
+def test_a_verdict_judges_only_the_claims_counted_since_the_last_verdict_on_the_case(stores):
+    reports, verification = stores
+    reports.record_reports([record("a1")], DAY)
+    verification.record_verification("v1", "127.0.0.5", "spam", "refuted", {}, 0.5, NOW + timedelta(minutes=1))
+    assert reputations(reports) == {"ed25519:a": 0.5}
+    reports.record_reports([record("b1", reporter="ed25519:b", at=NOW + timedelta(hours=2)),
+                            record("a2", at=NOW + timedelta(hours=3))], DAY)   # a's window is still open
+    verification.record_verification("v2", "127.0.0.5", "spam", "refuted", {}, 0.5, NOW + timedelta(hours=4))
+    assert reputations(reports) == {"ed25519:a": 0.5, "ed25519:b": 0.5}
+    reports.record_reports([record("a3", at=NOW + timedelta(hours=25))], DAY)   # a new window: a claims again
+    verification.record_verification("v3", "127.0.0.5", "spam", "confirmed", {}, 1.25, NOW + timedelta(hours=26))
+    assert reputations(reports) == {"ed25519:a": 0.625, "ed25519:b": 0.5}
+
+
+def test_a_verdict_that_judges_no_one_leaves_the_claims_to_the_next_verdict(stores):
+    reports, verification = stores
+    reports.record_reports([record("a1")], DAY)
+    verification.record_verification("v1", "127.0.0.5", "spam", "error", {}, None, NOW + timedelta(minutes=1))
+    reports.record_reports([record("b1", reporter="ed25519:b", at=NOW + timedelta(hours=1))], DAY)
+    verification.record_verification("v2", "127.0.0.5", "spam", "refuted", {}, 0.5, NOW + timedelta(hours=2))
+    assert reputations(reports) == {"ed25519:a": 0.5, "ed25519:b": 0.5}
+
+
+def test_a_verdict_on_a_resolved_case_still_judges_its_claims_once(stores):
+    reports, verification = stores
+    reports.record_reports([record("a1")], DAY)
+    reports.set_case_status("127.0.0.5", "spam", "resolved")
+    verification.record_verification("v1", "127.0.0.5", "spam", "refuted", {}, 0.5, NOW + timedelta(minutes=1))
+    verification.record_verification("v2", "127.0.0.5", "spam", "refuted", {}, 0.5, NOW + timedelta(minutes=2))
+    assert reputations(reports) == {"ed25519:a": 0.5}
 
 
 def test_an_error_verdict_leaves_the_case_inconclusive_and_reputation_alone(stores):

@@ -234,6 +234,28 @@ def test_a_refuted_case_shows_verifying_while_new_reports_have_it_checked_again(
     assert cases.report_status(node, answer.body["report_id"])["status"] == "confirmed"
 
 
+def test_a_case_verified_again_judges_only_the_reporters_who_reported_since(make_node):
+    node = scripted_node(make_node, Verdict.REFUTED, Verdict.REFUTED, Verdict.CONFIRMED)
+    first, second, third = KeyPair.generate(), KeyPair.generate(), KeyPair.generate()
+
+    def reputations():
+        contributions = node.reports.get_case("127.0.0.5", "port-scan").contributions
+        return {c.reporter: c.reputation for c in contributions}
+
+    def report_at(moment, *keys):
+        node.clock.moment = moment
+        intake.submit(node, [report(key=key, observed=moment) for key in keys])
+        run_due_jobs(node)
+
+    report_at(NOW, first)
+    report_at(NOW + timedelta(minutes=11), second)   # refuted again: about the second reporter's claim only
+    assert node.scanner.scans == 2
+    assert reputations() == {first.public: 0.5, second.public: 0.5}
+    report_at(NOW + timedelta(hours=25), first, third)   # the first reporter's new window: a new claim
+    assert node.scanner.scans == 3 and node.reports.get_case("127.0.0.5", "port-scan").status == "confirmed"
+    assert reputations() == {first.public: 0.625, second.public: 0.5, third.public: 1.25}
+
+
 def test_a_confirmed_case_is_not_scanned_again(make_node):
     node = scripted_node(make_node, Verdict.CONFIRMED)
     intake.submit(node, [report()])
