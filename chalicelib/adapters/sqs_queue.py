@@ -10,8 +10,8 @@ SQS limits what the port promises in two ways:
   by verification_id, a digest sends only what is still held).
 - SQS delays a message by at most 15 minutes; a longer delay is cut to that, so such a job runs early.
   The only delayed job, the alert digest, is due at the end of its alert window (15 minutes by
-  default); with a longer window a digest goes out early with what is held so far, and alerts held
-  after it queue a digest of their own, so none is lost.
+  default); with a longer window a digest goes out early with what is held so far and queues itself
+  again for the window's end, so none is lost.
 """
 from __future__ import annotations
 

@@ -63,15 +63,25 @@ def deliver_alert(node: Node, alert: Alert) -> bool:
         node.notifier.send(alert)
         return True
     node.verifications.hold_for_digest(start, alert)
-    node.queue.enqueue(DIGEST, {"window_start": start.timestamp()}, dedupe_key=decision.window_key,
-                       delay_seconds=max(0, int((decision.digest_due - now).total_seconds()) + 1))
+    if decision.first_folded:  # one digest job per window, however many alerts it holds
+        _schedule_digest(node, start, now, dedupe_key=decision.window_key)
     return False
 
 
+def _schedule_digest(node: Node, start: datetime, now: datetime, dedupe_key: str | None = None) -> None:
+    """Queue the digest of the window beginning at `start` for the window's end, unless that has passed."""
+    delay = int((_throttle(node).decide(0, start).digest_due - now).total_seconds()) + 1
+    if delay > 0:
+        node.queue.enqueue(DIGEST, {"window_start": start.timestamp()}, dedupe_key=dedupe_key, delay_seconds=delay)
+
+
 def send_digest(node: Node, payload: dict) -> None:
-    """The digest job: one message for every alert held in its window."""
+    """The digest job: one message for every alert held in its window. A queue that cannot delay a job that
+    long (SQS: 15 minutes) runs it before the window ends; it then sends what is held so far and schedules
+    itself again for the rest."""
     start = datetime.fromtimestamp(payload["window_start"], timezone.utc)
     held = node.verifications.held_for_digest(start)
     if held:
         node.notifier.send(compose_digest([alert for _, alert in held], node.settings.alert_window_minutes))
         node.verifications.clear_digest(start, [held_id for held_id, _ in held])
+    _schedule_digest(node, start, node.clock.now())  # no dedupe key: this very job still holds the window's

@@ -206,6 +206,40 @@ def test_an_alert_storm_folds_into_one_digest(make_node):
     assert len(subjects) == 3 and "3 alerts" in subjects[-1]
 
 
+def test_a_storm_queues_one_digest_job_per_window_even_where_the_queue_does_not_deduplicate(make_node):
+    """SQS sends every message it is given: one job per held alert made hundreds of digest jobs."""
+    node = make_node(alerts_per_window=2)
+    queued = []
+    enqueue = node.queue.enqueue
+    node.queue.enqueue = lambda kind, payload, **options: queued.append(kind) or enqueue(kind, payload, **options)
+    for index in range(50):
+        deliver_alert(node, compose_alert(ip=f"127.0.0.{index}", category="spam", score=1, verdict=None,
+                                          actions=[], node_name="n", resolve_hint="http://127.0.0.1:9"))
+    assert queued.count("digest") == 1
+
+
+def test_a_digest_run_before_its_window_ends_sends_what_is_held_and_comes_back_for_the_rest(make_node):
+    """A queue that cannot delay a job until the window's end (SQS: 15 minutes) runs the digest early."""
+    node = make_node(alerts_per_window=1, alert_window_minutes=60)
+    node.clock.moment = NOW.replace(minute=0)
+
+    def alert(index: int) -> None:
+        deliver_alert(node, compose_alert(ip=f"127.0.0.{index}", category="spam", score=1, verdict=None,
+                                          actions=[], node_name="n", resolve_hint="http://127.0.0.1:9"))
+
+    for index in range(3):
+        alert(index)
+    [job] = node.queue.lease("early", 1, 60, NOW + timedelta(hours=2))   # handed over as a queue capped at 15 min would
+    node.clock.moment = NOW.replace(minute=15)
+    jobs.handle(node, {"kind": job.kind, "payload": job.payload, "job_id": job.job_id})
+    node.queue.complete(job.job_id)
+    alert(3)
+    node.clock.moment = NOW.replace(minute=0) + timedelta(minutes=61)
+    run_due_jobs(node)
+    digests = [subject for subject in outbox_subjects(node) if "digest" in subject]
+    assert len(digests) == 2 and "2 alerts" in digests[0] and "1 alert" in digests[1]
+
+
 def test_a_case_left_inconclusive_by_an_error_is_verified_again_when_reports_follow_the_cool_down(make_node):
     node = scripted_node(make_node, Verdict.ERROR, Verdict.REFUTED)
     intake.submit(node, [report()])
