@@ -31,7 +31,8 @@ observability.tracer()  # built on import: a Lambda loads the X-Ray SDK in its i
 
 
 def metrics_namespace() -> str | None:
-    return current.get().settings.metrics_namespace
+    node = current.built()
+    return node.settings.metrics_namespace if node else None
 
 
 # Chalice answers a wrong method or content type itself, before any view, with {"Code": …, "Message": …}
@@ -233,7 +234,9 @@ def handle_job_record(record: SQSRecord) -> None:
         run_job(current.get(), json.loads(record.body))
 
 
-@app.on_sqs_message(queue=os.environ.get("NETIMMUNE_VERIFY_QUEUE", "netimmune-verify"), batch_size=10)
+# One job per invocation: a verification may take most of the function's time (a host dropping every probe), and
+# a batch cut off by the timeout would come back whole, each of its jobs a receive nearer the dead letters
+@app.on_sqs_message(queue=os.environ.get("NETIMMUNE_VERIFY_QUEUE", "netimmune-verify"), batch_size=1)
 def verify_worker(event):
     """Background jobs from SQS, and from the local worker in the same event shape: one code path."""
     JOB_IDEMPOTENCY.register_lambda_context(event.context)

@@ -66,7 +66,7 @@ class Settings:
         if self.store == "dynamodb":
             missing = [f"{ENV_PREFIX}{name}" for name, value in (
                 ("TABLE", self.table_name), ("VERIFY_QUEUE_URL", self.verify_queue_url),
-                ("ALERT_TOPIC_ARN", self.alert_topic_arn)) if not value]
+                ("ALERT_TOPIC_ARN", self.alert_topic_arn), ("KEY_PARAMETER", self.key_parameter)) if not value]
             if missing:
                 raise SettingsError(f"{', '.join(missing)} must be set when {ENV_PREFIX}STORE is dynamodb")
         if self.trust_anchor is not None:

@@ -134,3 +134,8 @@ class NodeHolder:
 
     def set(self, node: Node) -> None:
         self._node = node
+
+    def built(self) -> Node | None:
+        """The node if it was built: what runs after a request (flushing its metrics) must not try again
+        to build a node that just failed to build, and fail the answer with it."""
+        return self._node

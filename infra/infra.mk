@@ -1,12 +1,13 @@
 # AWS: one CDK stack per organisation, described by infra/orgs/$(ORG).yaml (see docs/aws.md).
 #   make synth ORG=example    the CloudFormation template in $(OUT), offline: no AWS account or credentials
 #   make deploy ORG=example   package the app with its dependencies and deploy it with `npx cdk deploy`
+#   make destroy ORG=example  delete the stack (the table stays: it holds the reports and cases)
 ORG ?=
 OUT ?= infra/cdk.out
 CDK_DEPLOY_FLAGS ?=
 INFRA_NODE_MODULES := infra/node_modules/.package-lock.json
 
-.PHONY: synth deploy
+.PHONY: synth deploy destroy
 
 define require_org
 	@test -n "$(ORG)" || { echo "usage: make $@ ORG=<name>, for the file infra/orgs/<name>.yaml" >&2; exit 2; }
@@ -32,3 +33,7 @@ deploy: $(STAMP) $(INFRA_NODE_MODULES)
 	$(CDK) synth --quiet netimmune-$(ORG)
 	$(CDK) bootstrap --app cdk.out
 	$(CDK) deploy --app cdk.out netimmune-$(ORG) $(CDK_DEPLOY_FLAGS)
+
+destroy: $(STAMP) $(INFRA_NODE_MODULES)
+	$(require_org)
+	$(CDK) destroy netimmune-$(ORG)

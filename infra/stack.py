@@ -23,6 +23,8 @@ from aws_cdk import (
 from chalice.cdk import Chalice
 from constructs import Construct
 
+from chalicelib.adapters.sns_notifier import TOPIC_DISPLAY_NAME
+
 from .org import OrgConfig
 from .source import POLICY_PATH
 
@@ -102,8 +104,9 @@ class NodeStack(cdk.Stack):
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=MAX_RECEIVE_COUNT, queue=self.dead_letters),
             encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True)
 
+        # SNS puts the display name and "> " before every SMS: the notifier leaves room for exactly this name
         self.topic = sns.Topic(self, "Alerts", topic_name=f"{prefix}-alerts",
-                               display_name=f"netimmune {org.name}", enforce_ssl=True)
+                               display_name=TOPIC_DISPLAY_NAME, enforce_ssl=True)
         for email in org.alert_emails:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
         for phone in org.alert_phones:
@@ -244,6 +247,12 @@ class NodeStack(cdk.Stack):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
         alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
         alarm.add_ok_action(cloudwatch_actions.SnsAction(self.topic))
+        # enforce_ssl gives the topic a policy of its own, which replaces SNS's default one: without this
+        # statement CloudWatch may not publish the alarm to it
+        self.topic.add_to_resource_policy(iam.PolicyStatement(
+            actions=["sns:Publish"], resources=[self.topic.topic_arn],
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            conditions={"ArnEquals": {"aws:SourceArn": alarm.alarm_arn}}))
 
     def _outputs(self) -> None:
         for name, value in {

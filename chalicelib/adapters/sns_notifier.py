@@ -15,6 +15,10 @@ from ..core.alerts import SMS_LIMIT
 from ..core.ports import Alert
 
 SUBJECT_LIMIT = 99  # SNS refuses a subject of 100 characters or more
+# The topic's display name, which SNS writes with "> " before every text message it sends through the topic
+# (and as the sender of its emails): the SMS text gets what is left of one message.
+TOPIC_DISPLAY_NAME = "netimmune"
+SMS_TEXT_LIMIT = SMS_LIMIT - len(TOPIC_DISPLAY_NAME + "> ")
 _ASCII = str.maketrans({"—": "-", "–": "-", "‐": "-", "−": "-", "…": "...", "‘": "'", "’": "'",
                         "“": '"', "”": '"', "→": "->", "ß": "ss", "×": "x", "\u00a0": " "})
 
@@ -33,7 +37,7 @@ def sns_message(alert: Alert) -> dict:
         "Subject": ascii_line(alert.subject, SUBJECT_LIMIT) or "netimmune alert",
         "MessageStructure": "json",
         "Message": json.dumps({"default": alert.body, "email": alert.body,
-                               "sms": ascii_line(alert.short, SMS_LIMIT)}),
+                               "sms": ascii_line(alert.short, SMS_TEXT_LIMIT)}),
         # kind, ip and category let a subscription's filter policy choose (say, no tickets by SMS);
         # Transactional asks SNS to deliver texts for reliability rather than cost.
         "MessageAttributes": {

@@ -70,6 +70,20 @@ def test_api_gateway_request_is_logged_as_json_under_its_request_id(tmp_path, lo
     assert line["duration_ms"] >= 0
 
 
+def test_a_node_that_cannot_be_built_gets_the_json_error_shape_not_chalices(monkeypatch):
+    """A cold start with a missing setting: the answer is the app's 500, and the metrics flush at the end of the
+    request does not try to build the node again."""
+    from chalicelib.settings import SettingsError
+    from chalicelib.wiring import NodeHolder
+
+    def unbuildable():
+        raise SettingsError("NETIMMUNE_TABLE must be set")
+    monkeypatch.setattr(node_app, "current", NodeHolder(unbuildable))
+    event = LocalGateway(node_app.app, Config()).event_converter.create_lambda_event("GET", "/v1/node", {}, None)
+    response = node_app.app(event, LambdaContext("api_handler", 512))
+    assert response["statusCode"] == 500 and json.loads(response["body"])["error"]["code"] == "internal"
+
+
 def test_failed_job_is_logged_with_its_message_id_and_the_error(tmp_path, log_lines):
     """One bad message in a batch: the line about it carries its message id and the traceback."""
     api = make_api(tmp_path)

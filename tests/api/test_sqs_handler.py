@@ -130,5 +130,6 @@ def test_job_that_failed_is_not_remembered_and_runs_again_when_redelivered(aws_n
 
 def test_node_wired_for_aws_without_its_resources_is_refused_naming_what_is_missing():
     """A stack that forgot a variable fails at the cold start with the names to set, not at the first job."""
-    with pytest.raises(SettingsError, match="NETIMMUNE_VERIFY_QUEUE_URL, NETIMMUNE_ALERT_TOPIC_ARN must be set"):
+    with pytest.raises(SettingsError, match="NETIMMUNE_VERIFY_QUEUE_URL, NETIMMUNE_ALERT_TOPIC_ARN, "
+                                            "NETIMMUNE_KEY_PARAMETER must be set"):
         Settings.from_env({"NETIMMUNE_STORE": "dynamodb", "NETIMMUNE_TABLE": "netimmune-test"})

@@ -22,6 +22,7 @@ from samtranslator.translator.translator import Translator
 
 from infra.org import load_org, org_file
 from infra.source import POLICY_PATH
+from chalicelib.checks.runner import CHECK_BUDGET
 from infra.stack import VERIFY_TIMEOUT_SECONDS, XRAY_ACTIONS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,18 +112,18 @@ def test_verify_queue_hides_a_message_for_six_worker_timeouts(stack):
     """Shorter, and a message still being worked on is handed to a second worker."""
     queue = stack.resource(stack.logical_id("AWS::SQS::Queue", QueueName="netimmune-example-verify"))
     worker = stack.resource("VerifyWorker")
-    assert worker["Properties"]["Timeout"] == VERIFY_TIMEOUT_SECONDS
+    assert worker["Properties"]["Timeout"] == VERIFY_TIMEOUT_SECONDS > CHECK_BUDGET + 15  # time to record the result
     assert queue["Properties"]["VisibilityTimeout"] >= 6 * VERIFY_TIMEOUT_SECONDS
 
 
-def test_worker_reads_the_verify_queue_and_reports_partial_batch_failures(stack, template):
-    """Without ReportBatchItemFailures one bad job would send its nine batch-mates back to the queue."""
+def test_worker_reads_the_verify_queue_one_job_at_a_time_and_reports_failures(stack, template):
+    """A batch cut off by the function's timeout would come back whole: one job per invocation."""
     queue = stack.logical_id("AWS::SQS::Queue", QueueName="netimmune-example-verify")
     template.resource_count_is("AWS::Lambda::EventSourceMapping", 1)
     template.has_resource_properties("AWS::Lambda::EventSourceMapping", {
         "FunctionName": {"Ref": "VerifyWorker"},
         "EventSourceArn": {"Fn::GetAtt": [queue, "Arn"]},  # a reference, so the mapping waits for the queue
-        "BatchSize": 10,
+        "BatchSize": 1,
         "FunctionResponseTypes": ["ReportBatchItemFailures"],
         "ScalingConfig": {"MaximumConcurrency": ORG.verify_concurrency},
     })
@@ -137,6 +138,16 @@ def test_any_dead_letter_raises_an_alarm_on_the_alert_topic(stack, template):
         "ComparisonOperator": "GreaterThanThreshold", "Threshold": 0,
         "AlarmActions": [{"Ref": topic}],
     })
+
+
+def test_cloudwatch_may_publish_the_alarm_to_the_topic_whose_policy_refuses_plain_http(stack):
+    """The topic's own policy (enforce_ssl) replaces SNS's default one, which let CloudWatch publish."""
+    [policy] = [r for r in stack.translated["Resources"].values() if r["Type"] == "AWS::SNS::TopicPolicy"]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    allowed = [s for s in statements if s["Effect"] == "Allow" and s["Action"] == "sns:Publish"]
+    assert [s["Principal"] for s in allowed] == [{"Service": "cloudwatch.amazonaws.com"}]
+    assert "aws:SourceArn" in allowed[0]["Condition"]["ArnEquals"]
+    assert any(s["Effect"] == "Deny" and "aws:SecureTransport" in json.dumps(s) for s in statements)
 
 
 def test_alert_topic_has_the_org_email_and_sms_subscribers(stack, template):

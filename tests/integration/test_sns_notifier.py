@@ -11,8 +11,8 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sns.models import sns_backends
 
-from chalicelib.adapters.sns_notifier import SUBJECT_LIMIT, SNSNotifier, ascii_line
-from chalicelib.core.alerts import SMS_LIMIT, compose_alert, compose_digest
+from chalicelib.adapters.sns_notifier import SMS_TEXT_LIMIT, SUBJECT_LIMIT, SNSNotifier, ascii_line
+from chalicelib.core.alerts import compose_alert, compose_digest
 from chalicelib.core.ports import Alert
 
 REGION = "eu-west-1"
@@ -73,7 +73,7 @@ def test_digest_without_address_is_published_with_the_attributes_it_has(topic):
     digest = compose_digest([confirmed_proxy_alert()] * 3, window_minutes=15)
     topic.send(digest)
     [received] = deliveries(topic.topic_arn)
-    assert received[EMAIL][1] == digest.body and received[PHONE][1] == ascii_line(digest.short, SMS_LIMIT)
+    assert received[EMAIL][1] == digest.body and received[PHONE][1] == ascii_line(digest.short, SMS_TEXT_LIMIT)
     assert published_attributes(topic.topic_arn)["kind"] == "digest"
 
 
@@ -85,7 +85,7 @@ def test_long_non_ascii_subject_and_text_are_made_acceptable_to_sns_and_one_sms(
     [received] = deliveries(topic.topic_arn)
     subject, _ = received[EMAIL]
     _, sms = received[PHONE]
-    for text, limit in ((subject, SUBJECT_LIMIT), (sms, SMS_LIMIT)):
+    for text, limit in ((subject, SUBJECT_LIMIT), (sms, SMS_TEXT_LIMIT)):
         assert len(text) <= limit and text.isascii() and text.isprintable() and text.endswith("...")
     assert subject.startswith("Uber Bcc: Uberprufung - ss->x ss->x") and sms.startswith("Uberprufung - ss->x")
 
