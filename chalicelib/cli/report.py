@@ -18,8 +18,9 @@ import click
 
 from ..client.bulk import BulkError, BulkImport
 from ..client.config import ConfigError, ReporterConfig, check_base_url, check_root_key, config_dir, parse_smtp
+from ..client.fetch import Fetcher, FetchError, json_object
 from ..client.resolver import Resolution, Resolver
-from ..client.submitter import DeliveryError, Submitter, json_object, refusal
+from ..client.submitter import DeliveryError, Submitter, refusal
 from ..protocol.categories import CATEGORIES, by_slug
 from ..protocol.delegation import parse_delegation
 from ..protocol.encoding import EncodingError, parse_time
@@ -39,6 +40,18 @@ def config_option(func):
                              "/report.json]")(func)
 
 
+def dev_option(func):
+    return click.option("--dev", is_flag=True, envvar="NETIMMUNE_DEV_MODE",
+                        help="dev mode: nodes and RDAP servers may be plain http and on loopback or private "
+                             "addresses, for test trees [env NETIMMUNE_DEV_MODE; `report init --dev` keeps it]")(func)
+
+
+def fetcher_for(config: ReporterConfig | None, dev: bool) -> Fetcher:
+    """Plain http and special-purpose addresses only in dev mode: endpoints come from delegations, which a
+    node holder signs as it likes, and must not reach the reporter's own network or a cloud's metadata."""
+    return Fetcher(allow_local=dev or bool(config and config.dev_mode))
+
+
 def load_config(path: Path | None) -> ReporterConfig:
     try:
         return ReporterConfig.load(path or config_dir() / "report.json")
@@ -54,13 +67,13 @@ def checked_option(name: str, check, value):
         raise usage_error(f"{name}: {exc}") from None
 
 
-def resolver_for(config: ReporterConfig | None, root_url: str | None, root_key: str | None) -> Resolver:
+def resolver_for(config: ReporterConfig | None, root_url: str | None, root_key: str | None, dev: bool) -> Resolver:
     """The configured root, unless --root-url or --root-key (or their variables) name another one."""
     url = checked_option("--root-url (or NETIMMUNE_ROOT_URL)", check_base_url, root_url) if root_url \
         else config.root_url
     key = checked_option("--root-key (or NETIMMUNE_ROOT_KEY)", check_root_key, root_key) if root_key \
         else config.root_key
-    return Resolver(url, key)
+    return Resolver(url, key, fetcher_for(config, dev))
 
 
 def describe_chain(chain) -> list[str]:
@@ -163,10 +176,11 @@ def bulk_options(func):
               "abuse contact (by default an X-ARF report is mailed, or written to the outbox folder)")
 @click.option("--rdap-url", envvar="NETIMMUNE_RDAP_URL", help="ask this RDAP server instead of the registry "
               "the IANA bootstrap names")
+@dev_option
 @config_option
 @bulk_options
 @json_errors
-def send(ip, port, comment, observed, evidence_files, dry_run, as_json, root_url, root_key,
+def send(ip, port, comment, observed, evidence_files, dry_run, as_json, root_url, root_key, dev,
          config_path, bulk_file, state_file, batch_size, max_wait, no_fallback, rdap_url) -> None:
     """Report an abusive IP address to whoever runs its address space.
 
@@ -184,12 +198,12 @@ def send(ip, port, comment, observed, evidence_files, dry_run, as_json, root_url
             raise usage_error("with --bulk the CSV names every address and category: give no IP, category "
                               "or --dry-run")
         config = load_config(config_path)
-        submitter = Submitter(resolver_for(config, root_url, root_key))
+        submitter = Submitter(resolver_for(config, root_url, root_key, dev))
         return send_bulk(submitter, config, bulk_file, state_file, batch_size, max_wait, as_json)
     if ip is None:
         raise usage_error("which address? give an IP, or --bulk FILE (see report --help)")
     config = None if dry_run and root_url and root_key else load_config(config_path)
-    resolver = resolver_for(config, root_url, root_key)
+    resolver = resolver_for(config, root_url, root_key, dev)
     try:
         parse_ip(ip)
     except AddressError as exc:
@@ -210,7 +224,7 @@ def send(ip, port, comment, observed, evidence_files, dry_run, as_json, root_url
         delivery = submitter.deliver(sign_envelope(report, key, credentials))
     except DeliveryError as exc:
         if exc.kind == "no_owner" and not no_fallback:
-            return fall_back_to_rdap(report, config, rdap_url, as_json, exc)
+            return fall_back_to_rdap(report, config, submitter.http, rdap_url, as_json, exc)
         raise delivery_failed(exc) from None
     remember(report["report_id"], ip, delivery.endpoint)
     if as_json:
@@ -263,17 +277,15 @@ def send_bulk(submitter: Submitter, config: ReporterConfig, csv_path: Path, stat
             click.echo(line)
 
 
-def fall_back_to_rdap(report: dict, config: ReporterConfig, rdap_url: str | None, as_json: bool,
+def fall_back_to_rdap(report: dict, config: ReporterConfig, http: Fetcher, rdap_url: str | None, as_json: bool,
                       error: DeliveryError) -> None:
     """The owner is not on netimmune: mail its RIR-listed abuse contact an X-ARF report in an ARF email."""
-    import httpx
-
     from ..client.rdap import RdapError, report_to_abuse_contact
 
     ip = report["source_identifier"]
     sender = config.reporter.get("contact") or "netimmune-reporter@localhost"
     try:
-        fallback = report_to_abuse_contact(report, httpx.Client(timeout=10, follow_redirects=True), sender=sender,
+        fallback = report_to_abuse_contact(report, http, sender=sender,
                                            reporter_name=config.reporter.get("org") or None,
                                            smtp_host=config.smtp_host, smtp_port=config.smtp_port,
                                            outbox_dir=config_dir() / "outbox", base_url_override=rdap_url)
@@ -330,20 +342,26 @@ def show_owner(submitter: Submitter, ip: str, as_json: bool) -> None:
               "(without it they are written as .eml files for you to send)")
 @click.option("--credentials", "credentials_file", type=click.Path(exists=True, dir_okay=False),
               help="a chain + endorsement that gives your key a rank (from your NOC)")
+@click.option("--dev", is_flag=True, help="dev mode, kept in the configuration: nodes and RDAP servers may be "
+              "plain http and on loopback or private addresses, for test trees")
 @config_option
-def init(root_url, root_key, org, contact, domain, smtp, credentials_file, config_path) -> None:
+def init(root_url, root_key, org, contact, domain, smtp, credentials_file, dev, config_path) -> None:
     """Create your reporter key and configuration."""
     path = config_path or config_dir() / "report.json"
     if path.exists():
         raise CommandError(f"{path} exists; edit it, or pass --config for another one")
     key_file = path.with_name("reporter.key")
     smtp_host, smtp_port = checked_option("--smtp", parse_smtp, smtp) if smtp else (None, 25)
+    root_url = checked_option("--root-url", check_base_url, root_url)
     try:
-        config = ReporterConfig(checked_option("--root-url", check_base_url, root_url),
-                                checked_option("--root-key", check_root_key, root_key), str(key_file),
+        Fetcher(allow_local=dev).check_endpoint(root_url)
+    except FetchError as exc:
+        raise usage_error(f"--root-url: {exc.message}") from None
+    try:
+        config = ReporterConfig(root_url, checked_option("--root-key", check_root_key, root_key), str(key_file),
                                 {"org": org, "contact": contact, "domain": domain},
                                 str(Path(credentials_file).resolve()) if credentials_file else None,
-                                smtp_host, smtp_port)
+                                smtp_host, smtp_port, dev)
         key = KeyPair.load(key_file) if key_file.exists() else None
     except ValueError as exc:
         raise CommandError(str(exc)) from None
@@ -359,21 +377,23 @@ def init(root_url, root_key, org, contact, domain, smtp, credentials_file, confi
 @click.argument("report_id")
 @click.option("--endpoint", help="the node the report went to (default: from the local log of sent reports)")
 @click.option("--json", "as_json", is_flag=True)
+@dev_option
+@config_option
 @json_errors
-def status(report_id, endpoint, as_json) -> None:
+def status(report_id, endpoint, as_json, dev, config_path) -> None:
     """Ask the owner's node what became of a report you sent."""
-    import httpx
-
     try:
         report_id = str(uuid.UUID(report_id))
     except ValueError:
         raise usage_error(f"{report_id!r} is not a report id (a UUID, as `report` printed it)",
                           code="bad_report_id") from None
     endpoint = checked_option("--endpoint", check_base_url, endpoint) if endpoint else sent_to(report_id)
+    path = config_path or config_dir() / "report.json"
+    config = load_config(path) if path.exists() else None
     try:
-        response = httpx.get(f"{endpoint}/v1/reports/{report_id}", timeout=10)
-    except httpx.HTTPError as exc:
-        raise CommandError(f"{endpoint} did not answer: {exc}", code="unreachable") from None
+        response = fetcher_for(config, dev).get(f"{endpoint}/v1/reports/{report_id}")
+    except FetchError as exc:
+        raise CommandError(exc.message, code=exc.kind) from None
     if response.status_code != 200:
         code, message = refusal(response)
         raise CommandError(f"{endpoint} answered {response.status_code}: {message}", code=code,

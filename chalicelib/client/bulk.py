@@ -9,8 +9,8 @@ Exactly once, across interruptions:
 - a row's report_id is a UUID derived from the reporter key and the row itself, so a row sent again
   after a crash carries the same id and its owner answers 200 duplicate instead of storing it twice;
 - a state file, replaced atomically after every batch, records the line before which everything is
-  handled and, within the chunk in progress, the last line each owner has handled. A rerun with the
-  same state resumes there.
+  handled and, within the chunk in progress, each line handled. A rerun with the same state resumes
+  there and sends only the other lines, even when an address changed owner in between.
 
 No row is dropped silently: those not delivered (unparseable, unowned, unresolvable, refused by their
 owner) go to an "unsent" CSV beside the state with the reason; the unowned ones are the input for
@@ -40,7 +40,7 @@ from .submitter import DeliveryError, Submitter
 
 COLUMNS = ("IP", "Categories", "ReportDate", "Comment")
 ROW_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://netimmune.invalid/report/bulk")
-STATE_VERSION = 1
+STATE_VERSION = 2
 MAX_SINGLE_WAIT = 60          # nodes count rates per minute: no wait needs to be longer
 UNREACHABLE_RETRIES = 3
 RESUME = "run the same command again to resume"
@@ -86,6 +86,11 @@ def batches(items: Iterable, size: int) -> Iterator[list]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
+
+
+def seconds(value) -> int | None:
+    """A retry_after from a node's answer: whole seconds, not negative; None for anything else ("soon")."""
+    return value if type(value) is int and value >= 0 else None
 
 
 def row_id(reporter_key: str, occurrence: int, values: Sequence[str]) -> str:
@@ -162,7 +167,7 @@ class ImportState:
 
     source: str                                            # sha256 of the CSV
     handled_through: int = 0                               # every line up to this one is handled
-    owners: dict[str, int] = field(default_factory=dict)   # past it: owner endpoint → last line handled
+    handled_lines: set[int] = field(default_factory=set)   # past it: the lines handled in the chunk in progress
     unsent_bytes: int = 0                                  # how much of the unsent file is accounted for
     counts: Counter = field(default_factory=Counter)
     reasons: dict[str, Counter] = field(default_factory=dict)
@@ -179,14 +184,15 @@ class ImportState:
 
     def to_json(self) -> dict:
         return {"version": STATE_VERSION, "source": self.source, "handled_through": self.handled_through,
-                "owners": self.owners, "unsent_bytes": self.unsent_bytes, "counts": dict(self.counts),
-                "reasons": {k: dict(v) for k, v in self.reasons.items()}, "finished": self.finished}
+                "handled_lines": sorted(self.handled_lines), "unsent_bytes": self.unsent_bytes,
+                "counts": dict(self.counts), "reasons": {k: dict(v) for k, v in self.reasons.items()},
+                "finished": self.finished}
 
     @classmethod
     def from_json(cls, doc: dict) -> ImportState:
         if doc.get("version") != STATE_VERSION:
             raise ValueError(f"state version {doc.get('version')!r} is not {STATE_VERSION}")
-        return cls(doc["source"], doc["handled_through"], dict(doc["owners"]), doc["unsent_bytes"],
+        return cls(doc["source"], doc["handled_through"], set(doc["handled_lines"]), doc["unsent_bytes"],
                    Counter(doc["counts"]), {k: Counter(v) for k, v in doc["reasons"].items()}, doc["finished"])
 
     def save(self, path: Path) -> None:
@@ -303,7 +309,8 @@ class BulkImport:
         try:
             state = ImportState.from_json(json.loads(path.read_text()))
         except (ValueError, KeyError, TypeError) as exc:
-            raise BulkError(f"{path} is not a state file of report --bulk: {exc}") from None
+            raise BulkError(f"{path} is not a state file of this version of report --bulk ({exc}); remove it to "
+                            "import afresh (rows already delivered are then answered as duplicates)") from None
         if state.source != digest:
             raise BulkError(f"the CSV changed since {path} was written; remove that state file to import it "
                             "afresh (rows already delivered are then answered as duplicates)")
@@ -315,6 +322,8 @@ class BulkImport:
         groups: dict[str, list[Row]] = {}
         leftovers: list[tuple[Row, Outcome]] = []
         for row in chunk:
+            if row.line in state.handled_lines:   # before an interruption, whoever owns it now
+                continue
             endpoint, outcome = self._owner(row)
             if outcome is not None:
                 leftovers.append((row, outcome))
@@ -322,13 +331,12 @@ class BulkImport:
                 groups.setdefault(endpoint, []).append(row)
         self.on_progress(state.handled, total, "delivering")
         for endpoint, rows in groups.items():
-            pending = [row for row in rows if row.line > state.owners.get(endpoint, 0)]
-            for batch in batches(pending, self.batch_size):
+            for batch in batches(rows, self.batch_size):
                 for row, outcome in zip(batch, self._deliver(endpoint, batch)):
                     state.count(outcome)
                     if outcome.kind in NOT_DELIVERED:
                         unsent.add(row, outcome)
-                state.owners[endpoint] = batch[-1].line
+                state.handled_lines.update(row.line for row in batch)
                 state.unsent_bytes = unsent.sync()
                 state.save(state_path)
                 self.on_progress(state.handled, total, "delivering")
@@ -336,7 +344,7 @@ class BulkImport:
             state.count(outcome)
             unsent.add(row, outcome)
         state.handled_through = chunk[-1].line
-        state.owners = {e: line for e, line in state.owners.items() if line > state.handled_through}
+        state.handled_lines.clear()
         state.unsent_bytes = unsent.sync()
         state.save(state_path)
         self.on_progress(state.handled, total, "delivering")
@@ -380,7 +388,7 @@ class BulkImport:
             for row, answer in zip(part, answers, strict=True):
                 if answer["status"] == 429:
                     limited.append(row)
-                    retry_after = max(retry_after, answer["answer"].get("retry_after") or 0)
+                    retry_after = max(retry_after, seconds(answer["answer"].get("retry_after")) or 0)
                 elif answer["status"] == 421:
                     outcomes[row.line] = self._redirected(envelopes[row.line])
                 elif answer["status"] >= 500:

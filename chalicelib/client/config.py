@@ -58,6 +58,7 @@ class ReporterConfig:
     credentials_file: str | None = None            # chain + endorsement giving this key a rank
     smtp_host: str | None = None                   # for reports mailed to owners not on netimmune
     smtp_port: int = 25
+    dev_mode: bool = False                         # endpoints may be plain http and local: test trees only
 
     def __post_init__(self):
         """Checked whenever one is made, by `report init` or from a file, so a bad value is named before use."""
@@ -71,7 +72,8 @@ class ReporterConfig:
             ("reporter", isinstance(self.reporter, dict)),
             ("credentials_file", self.credentials_file is None or isinstance(self.credentials_file, str)),
             ("smtp_host", self.smtp_host is None or isinstance(self.smtp_host, str)),
-            ("smtp_port", type(self.smtp_port) is int and 0 < self.smtp_port < 65536)) if not ok]
+            ("smtp_port", type(self.smtp_port) is int and 0 < self.smtp_port < 65536),
+            ("dev_mode", type(self.dev_mode) is bool)) if not ok]
         if wrong:
             raise ConfigError(f"malformed {', '.join(wrong)}")
 

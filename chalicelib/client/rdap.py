@@ -14,6 +14,8 @@ How the registries differ, and what this module does about it:
   fetched as `entity/<handle>` from the same server. The `links` in an answer are never followed: a test's
   local RDAP server serves recorded answers that name the real registries there.
 - A registry answers 404 for space it does not hold and may redirect (RFC 7480 §5.2) to the one that does.
+  A redirect is followed only to a server the bootstrap names, and every request is https (outside dev
+  mode): the answer names the mailbox that receives the report and its evidence.
 """
 from __future__ import annotations
 
@@ -39,9 +41,11 @@ import httpx
 from ..protocol.arf import build_arf_email
 from ..protocol.prefixes import IPAddress, IPNetwork, parse_ip
 from ..protocol.xarf import xarf_report
+from .fetch import Fetcher, FetchError
 
 ACCEPT = "application/rdap+json, application/json;q=0.9"
-MAX_ANSWER_BYTES = 1024 * 1024
+MAX_REDIRECTS = 3
+REDIRECTS = (301, 302, 303, 307, 308)
 MAX_ENTITY_DEPTH = 4   # entities nested deeper than this are not searched
 MAX_ENTITY_FETCHES = 3  # follow-up GETs of entities that came without their jCard
 SMTP_TIMEOUT = 10.0
@@ -97,23 +101,31 @@ def rdap_base_urls(ip: str | IPAddress, bootstrap: Bootstrap | None = None) -> l
     return []
 
 
-def find_abuse_contact(ip: str, http: httpx.Client, bootstrap: Bootstrap | None = None,
+def registry_hosts(bootstrap: Bootstrap) -> frozenset[str]:
+    """The hosts of every RDAP server the bootstrap names: the only places a redirect may lead."""
+    return frozenset(httpx.URL(url).host for _, bases in bootstrap for url in bases)
+
+
+def find_abuse_contact(ip: str, http: Fetcher, bootstrap: Bootstrap | None = None,
                        base_url_override: str | None = None) -> AbuseContact | None:
     """The abuse contact the registry lists for `ip`; None when the registry holds no network for it (404)
     or the network has no abuse entity with an email address. Raises RdapError when no server answered.
 
-    `base_url_override` asks that server instead of the one the bootstrap names. Bounded by `http`'s
-    timeouts; each base URL is tried in turn (https first) until one answers.
+    `base_url_override` asks that server instead of the one the bootstrap names. Each request is bounded by
+    `http`; each base URL is tried in turn (https first) until one answers, and one that is plain http is
+    refused outside dev mode.
     """
     address = parse_ip(ip)
+    bootstrap = load_bootstrap() if bootstrap is None else bootstrap
     if base_url_override:
         bases = [base_url_override if base_url_override.endswith("/") else base_url_override + "/"]
     else:
         bases = rdap_base_urls(address, bootstrap)
+    registries = registry_hosts(bootstrap)
     failures: list[str] = []
     for base in bases:
         try:
-            return _lookup(address, base, http)
+            return _lookup(address, base, http, registries)
         except RdapError as exc:
             failures.append(str(exc))
     if failures:
@@ -121,9 +133,9 @@ def find_abuse_contact(ip: str, http: httpx.Client, bootstrap: Bootstrap | None 
     return None
 
 
-def _lookup(address: IPAddress, base: str, http: httpx.Client) -> AbuseContact | None:
+def _lookup(address: IPAddress, base: str, http: Fetcher, registries: frozenset[str]) -> AbuseContact | None:
     query = f"ip/{address}"
-    answered_at, network = _get(http, base + query)
+    answered_at, network = _get(http, base + query, registries)
     if network is None:
         return None
     if network.get("objectClassName") != "ip network":
@@ -131,7 +143,7 @@ def _lookup(address: IPAddress, base: str, http: httpx.Client) -> AbuseContact |
     # After a redirect the registry that answered is the one to ask about entities.
     server = answered_at[:-len(query)] if answered_at.endswith(query) else base
     start, end = network.get("startAddress"), network.get("endAddress")
-    found = _abuse_entity(network.get("entities"), server, http)
+    found = _abuse_entity(network.get("entities"), server, http, registries)
     if found is None:
         return None
     entity, email = found
@@ -140,7 +152,7 @@ def _lookup(address: IPAddress, base: str, http: httpx.Client) -> AbuseContact |
                         range=f"{start} - {end}" if start and end else None, server=server)
 
 
-def _abuse_entity(entities: object, server: str, http: httpx.Client) -> tuple[dict, str] | None:
+def _abuse_entity(entities: object, server: str, http: Fetcher, registries: frozenset[str]) -> tuple[dict, str] | None:
     """Breadth first, so the contact nearest the network wins over one further up an organisation."""
     queue = deque((entity, 1) for entity in _list(entities))
     fetches = 0
@@ -153,7 +165,7 @@ def _abuse_entity(entities: object, server: str, http: httpx.Client) -> tuple[di
             handle = _text(entity.get("handle"))
             if email is None and handle and "vcardArray" not in entity and fetches < MAX_ENTITY_FETCHES:
                 fetches += 1
-                _, fetched = _get(http, f"{server}entity/{quote(handle, safe='')}")
+                _, fetched = _get(http, f"{server}entity/{quote(handle, safe='')}", registries)
                 if fetched is not None:
                     entity, email = fetched, _abuse_email(fetched)
             if email:
@@ -211,28 +223,32 @@ def _text(value: object) -> str | None:
     return (value.strip() or None) if isinstance(value, str) else None
 
 
-def _get(http: httpx.Client, url: str) -> tuple[str, dict | None]:
+def _get(http: Fetcher, url: str, registries: frozenset[str]) -> tuple[str, dict | None]:
     """(the URL that answered after redirects, the JSON object); None for 404. Anything else is an RdapError."""
-    try:
-        with http.stream("GET", url, headers={"Accept": ACCEPT}, follow_redirects=True) as response:
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_ANSWER_BYTES:
-                    raise RdapError(f"{url}: answer larger than {MAX_ANSWER_BYTES} bytes")
-    except httpx.HTTPError as exc:
-        raise RdapError(f"{url}: {type(exc).__name__}: {exc}") from None
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            response = http.get(url, headers={"Accept": ACCEPT})
+        except FetchError as exc:
+            raise RdapError(exc.message) from None
+        if response.status_code not in REDIRECTS:
+            break
+        target = response.url.join(response.headers.get("Location", ""))
+        if target.host not in registries:
+            raise RdapError(f"{url} redirected to {target}, which is not an RDAP server the bootstrap names")
+        url = str(target)
+    else:
+        raise RdapError(f"{url}: more than {MAX_REDIRECTS} redirects")
     if response.status_code == 404:
-        return str(response.url), None
+        return url, None
     if response.status_code != 200:
         raise RdapError(f"{url} answered HTTP {response.status_code}")
     try:
-        document = json.loads(body)
-    except ValueError:
+        document = response.json()
+    except (ValueError, RecursionError):
         raise RdapError(f"{url} did not answer with JSON") from None
     if not isinstance(document, dict):
         raise RdapError(f"{url} did not answer with a JSON object")
-    return str(response.url), document
+    return url, document
 
 
 def send_or_write(message: EmailMessage, smtp_host: str | None = None, smtp_port: int = 25,
@@ -273,7 +289,7 @@ class Fallback:
     destination: str  # what send_or_write returned
 
 
-def report_to_abuse_contact(report_body: dict, http: httpx.Client, *, sender: str, reporter_name: str | None = None,
+def report_to_abuse_contact(report_body: dict, http: Fetcher, *, sender: str, reporter_name: str | None = None,
                             smtp_host: str | None = None, smtp_port: int = 25, outbox_dir: str | Path | None = None,
                             bootstrap: Bootstrap | None = None,
                             base_url_override: str | None = None) -> Fallback | None:

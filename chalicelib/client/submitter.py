@@ -8,10 +8,13 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
+from .fetch import Fetcher, FetchError, json_object
 from .resolver import Resolution, ResolutionError, Resolver
 
 MAX_REDIRECTS = 3
 DEFAULT_RETRY_AFTER = 60      # seconds, when a 429 gives no usable Retry-After
+DELIVERY_KINDS = {FetchError.UNREACHABLE: "unreachable", FetchError.TOO_LARGE: "rejected",
+                  FetchError.UNSAFE_ENDPOINT: "unsafe_endpoint"}
 
 
 class DeliveryError(Exception):
@@ -20,7 +23,7 @@ class DeliveryError(Exception):
     def __init__(self, kind: str, message: str, status: int | None = None, retry_after: int | None = None,
                  resolution: Resolution | None = None):
         super().__init__(message)
-        self.kind = kind            # "no_owner" | "unreachable" | "rejected" | "rate_limited" | "resolution"
+        self.kind = kind  # "no_owner" | "unreachable" | "rejected" | "rate_limited" | "resolution" | "unsafe_endpoint"
         self.message = message
         self.status = status
         self.retry_after = retry_after
@@ -33,15 +36,6 @@ class Delivery:
     status: int
     answer: dict
     resolution: Resolution
-
-
-def json_object(response: httpx.Response) -> dict | None:
-    """The body when it is a JSON object, else None: a proxy's HTML page or a stray list is no answer."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
 
 
 def refusal(response: httpx.Response) -> tuple[str, str]:
@@ -70,7 +64,7 @@ def retry_after(response: httpx.Response, now: datetime | None = None) -> int | 
 
 
 class Submitter:
-    def __init__(self, resolver: Resolver, http: httpx.Client | None = None):
+    def __init__(self, resolver: Resolver, http: Fetcher | None = None):
         self.resolver = resolver
         self.http = http or resolver.http
 
@@ -91,9 +85,9 @@ class Submitter:
         resolution = resolution or self.owner(ip)
         for _ in range(MAX_REDIRECTS):
             try:
-                response = self.http.post(f"{resolution.endpoint}/v1/reports", json=envelope)
-            except httpx.HTTPError as exc:
-                raise DeliveryError("unreachable", f"the owner's node {resolution.endpoint} did not answer: {exc}",
+                response = self.http.post(f"{resolution.endpoint}/v1/reports", envelope)
+            except FetchError as exc:
+                raise DeliveryError(DELIVERY_KINDS[exc.kind], f"could not deliver to the owner's node: {exc.message}",
                                     resolution=resolution) from None
             if response.status_code in (200, 202):
                 answer = json_object(response)
@@ -128,9 +122,9 @@ class Submitter:
     def deliver_batch(self, endpoint: str, envelopes: Sequence[dict]) -> list[dict]:
         """One POST of up to 1,000 envelopes to one node; one result per envelope, in order."""
         try:
-            response = self.http.post(f"{endpoint}/v1/reports/batch", json={"reports": list(envelopes)})
-        except httpx.HTTPError as exc:
-            raise DeliveryError("unreachable", f"{endpoint} did not answer: {exc}") from None
+            response = self.http.post(f"{endpoint}/v1/reports/batch", {"reports": list(envelopes)})
+        except FetchError as exc:
+            raise DeliveryError(DELIVERY_KINDS[exc.kind], exc.message) from None
         if response.status_code != 200:
             code, message = refusal(response)
             raise DeliveryError("rate_limited" if response.status_code == 429 else "rejected",

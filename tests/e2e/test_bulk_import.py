@@ -74,7 +74,7 @@ def reporter_env(bulk_tree, tmp_path_factory):
     env = {**os.environ, "NETIMMUNE_CONFIG_DIR": str(tmp_path_factory.mktemp("bulk-reporter"))}
     env.pop("NETIMMUNE_ROOT_URL", None)
     env.pop("NETIMMUNE_ROOT_KEY", None)
-    result = run_report(["init", "--root-url", bulk_tree.root_url, "--root-key", bulk_tree.anchor,
+    result = run_report(["init", "--root-url", bulk_tree.root_url, "--root-key", bulk_tree.anchor, "--dev",
                          "--org", "Example CERT"], env)
     assert result.returncode == 0, result.stderr
     return env
@@ -215,7 +215,7 @@ def test_an_owner_that_keeps_rate_limiting_stops_the_import_within_max_wait(bulk
 def test_a_csv_that_cannot_be_read_is_refused_clearly(tmp_path, content, message):
     """Before any lookup or state: nothing to resume, and the message says what is wrong with the file."""
     env = {**os.environ, "NETIMMUNE_CONFIG_DIR": str(tmp_path / "reporter")}
-    assert run_report(["init", "--root-url", "http://127.0.0.1:9", "--root-key", KeyPair.generate().public],
+    assert run_report(["init", "--root-url", "http://127.0.0.1:9", "--root-key", KeyPair.generate().public, "--dev"],
                       env).returncode == 0
     source = tmp_path / "export.csv"
     source.write_bytes(content)

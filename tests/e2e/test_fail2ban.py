@@ -2,7 +2,8 @@
 
 fail2ban (the Debian package, installed by `make test`) runs in the foreground with a private
 configuration in tmp_path: Debian's sshd filter, the project's action, and a jail that watches a log
-file this test writes. No firewall action: the ban only runs `report`.
+file this test writes. No firewall action: the ban only runs `report`. A recording RDAP server on loopback
+stands in for the registries, so a fallback to RDAP would be seen and would stay on this host.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ ACTION = Path(__file__).parents[2] / "contrib" / "fail2ban" / "action.d" / "neti
 DEBIAN_FILTERS = Path("/etc/fail2ban/filter.d")
 REPORT = Path(sys.executable).with_name("report")      # the virtualenv's command, as an operator would install it
 ATTACKER = "127.0.1.23"                                # in the customer's 127.0.1.0/24
+UNOWNED = "::1"                                        # no node holds it: the root answers "none"
 
 
 def wait_until(condition, timeout: float, failure: str) -> None:
@@ -41,7 +43,7 @@ def text(path: Path) -> str:
 def reporter_dir(tree, tmp_path):
     folder = tmp_path / "reporter"
     env = {**os.environ, "NETIMMUNE_CONFIG_DIR": str(folder)}
-    result = subprocess.run([str(REPORT), "init", "--root-url", tree.root.url, "--root-key", tree.anchor,
+    result = subprocess.run([str(REPORT), "init", "--root-url", tree.root.url, "--root-key", tree.anchor, "--dev",
                              "--org", "Example Hosting", "--contact", "abuse@example.net"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -49,7 +51,18 @@ def reporter_dir(tree, tmp_path):
 
 
 @pytest.fixture
-def fail2ban(tmp_path, reporter_dir):
+def rdap():
+    from tests.integration.conftest import serve_http
+    from tests.integration.test_rdap import RecordedRdap
+
+    with serve_http(RecordedRdap) as server:
+        server.requests = []
+        server.url = f"http://127.0.0.1:{server.server_address[1]}/ripe/"
+        yield server
+
+
+@pytest.fixture
+def fail2ban(tmp_path, reporter_dir, rdap):
     """fail2ban-server with an sshd jail on tmp_path/auth.log; yields that log and fail2ban's own."""
     server = shutil.which("fail2ban-server")
     assert server, "fail2ban is not installed: run `make debian` (Debian package fail2ban)"
@@ -60,7 +73,8 @@ def fail2ban(tmp_path, reporter_dir):
         shutil.copy(DEBIAN_FILTERS / name, conf / "filter.d")
     shutil.copy(ACTION, conf / "action.d")
     auth_log.touch()
-    (conf / "fail2ban.conf").write_text(f"[Definition]\nloglevel = INFO\nlogtarget = {own_log}\ndbfile = :memory:\n")
+    # DEBUG: fail2ban then logs each action's exit code, the failed ones as errors
+    (conf / "fail2ban.conf").write_text(f"[Definition]\nloglevel = DEBUG\nlogtarget = {own_log}\ndbfile = :memory:\n")
     # loopback is fail2ban's own address: without these two it would never ban the attacker
     (conf / "jail.local").write_text(f"""[DEFAULT]
 ignoreself = false
@@ -75,6 +89,7 @@ maxretry = 3
 action = netimmune[category=ssh-brute-force, report="{REPORT}", configdir="{reporter_dir}"]
 """)
     own_env = {name: value for name, value in os.environ.items() if not name.startswith("NETIMMUNE_")}
+    own_env["NETIMMUNE_RDAP_URL"] = rdap.url
     process = subprocess.Popen([server, "-f", "-x", "-c", str(conf), "-s", str(tmp_path / "fail2ban.sock"),
                                 "-p", str(tmp_path / "fail2ban.pid")],
                                env=own_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -113,3 +128,20 @@ def test_fail2ban_ban_delivers_the_matched_lines_verbatim_to_the_owner(tree, rep
     assert report["description"] == "fail2ban jail sshd: banned after 3 failures"
     assert base64.b64decode(report["evidence"][0]["payload"]).decode() == "".join(line + "\n" for line in lines)
     assert not (tmp_path / "ran").exists()
+
+
+def test_fail2ban_ban_of_an_address_no_node_owns_is_done_without_mail_or_failure(reporter_dir, fail2ban, rdap):
+    """The action passes --no-fallback and takes exit code 3 (nobody to tell) as done: no RDAP lookup, no .eml
+    piling up in the outbox, no failed action in fail2ban's log."""
+    auth_log, own_log = fail2ban
+    now = time.strftime("%b %d %H:%M:%S")
+    with auth_log.open("a") as log:
+        log.write("".join(f"{now} bastion sshd[4242]: Failed password for root from {UNOWNED} port {50000 + n} ssh2\n"
+                          for n in range(3)))
+
+    wait_until(lambda: "-- returned" in text(own_log).partition(f"Ban {UNOWNED}")[2], 30,
+               f"the action did not run; fail2ban's log:\n{text(own_log)}")
+    after_ban = text(own_log).partition(f"Ban {UNOWNED}")[2]
+    assert "-- returned successfully 0" in after_ban and "ERROR" not in after_ban, after_ban
+    assert rdap.requests == []
+    assert not (reporter_dir / "outbox").exists() and not (reporter_dir / "sent.jsonl").exists()

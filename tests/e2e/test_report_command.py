@@ -29,8 +29,8 @@ def reporter_env(tree, tmp_path_factory):
     env = {**os.environ, "NETIMMUNE_CONFIG_DIR": str(folder)}
     env.pop("NETIMMUNE_ROOT_URL", None)
     env.pop("NETIMMUNE_ROOT_KEY", None)
-    result = run_report(["init", "--root-url", tree.root.url, "--root-key", tree.anchor, "--org", "Example CERT",
-                         "--contact", "cert@example.net", "--domain", "example.net"], env)
+    result = run_report(["init", "--root-url", tree.root.url, "--root-key", tree.anchor, "--dev",
+                         "--org", "Example CERT", "--contact", "cert@example.net", "--domain", "example.net"], env)
     assert result.returncode == 0, result.stderr
     return env
 
@@ -116,13 +116,14 @@ def test_unreachable_owner_is_explained(tree, reporter_env, tmp_path):
 
 def test_stale_referral_cache_is_corrected_by_a_421(tree):
     """A client that still sends to the ISP for the customer's space is redirected and delivers there."""
+    from chalicelib.client.fetch import Fetcher
     from chalicelib.client.resolver import Resolver
     from chalicelib.client.submitter import Submitter
     from chalicelib.protocol.categories import by_slug
     from chalicelib.protocol.keys import KeyPair
     from chalicelib.protocol.report import build_report, sign_envelope
 
-    submitter = Submitter(Resolver(tree.root.url, tree.anchor))
+    submitter = Submitter(Resolver(tree.root.url, tree.anchor, Fetcher(allow_local=True)))
     stale = submitter.owner("127.0.2.1")   # the ISP: right for 127.0.2.1, wrong for the customer's space
     report = build_report(by_slug("spam"), "127.0.1.50", {}, datetime.now(timezone.utc))
     delivery = submitter.deliver(sign_envelope(report, KeyPair.generate()), resolution=stale)

@@ -17,9 +17,9 @@ from email import policy
 from pathlib import Path
 from urllib.parse import unquote
 
-import httpx
 import pytest
 
+from chalicelib.client.fetch import Fetcher
 from chalicelib.client.rdap import (RdapError, find_abuse_contact, parse_bootstrap, rdap_base_urls,
                                     report_to_abuse_contact)
 from chalicelib.protocol.categories import by_slug
@@ -53,16 +53,25 @@ def recorded_entity(registry: str, handle: str) -> dict | None:
 
 class RecordedRdap(QuietHandler):
     """`/<registry>/ip/<address>` and `/<registry>/entity/<handle>` from the recordings, 404 for the rest;
-    `/moved/<path>` redirects to `/<path>`, as a registry does for space another one holds."""
+    `/moved/<path>` redirects to `/<path>`, as a registry does for space another one holds, and `/away/<path>`
+    to the same path on this server by another name (localhost), which no bootstrap names; `/deep/…`
+    answers JSON nested 100,000 deep."""
 
     def do_GET(self) -> None:
         self.server.requests.append(self.path)
         parts = unquote(self.path).strip("/").split("/")
-        if parts[0] == "moved":
+        if parts[0] in ("moved", "away"):
+            origin = f"http://localhost:{self.server.server_address[1]}" if parts[0] == "away" else ""
             self.send_response(301)
-            self.send_header("Location", "/" + "/".join(parts[1:]))
+            self.send_header("Location", origin + "/" + "/".join(parts[1:]))
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if parts[0] == "deep":
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"[" * 100_000)
             return
         document = None
         if len(parts) == 3 and parts[1] == "ip":
@@ -99,9 +108,9 @@ def bootstrap(rdap_server):
 
 
 @pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=2.0, trust_env=False) as client:
-        yield client
+def http() -> Fetcher:
+    """Dev mode: the recorded registries are plain http on loopback."""
+    return Fetcher(allow_local=True, timeout=2.0)
 
 
 def test_shipped_bootstrap_names_the_registry_with_https_first() -> None:
@@ -160,11 +169,33 @@ def test_address_no_registry_holds_asks_nobody(rdap_server, bootstrap, http) -> 
     assert rdap_server.requests == []
 
 
-def test_redirect_to_the_registry_holding_the_space_is_followed(rdap_server, http) -> None:
-    contact = find_abuse_contact("192.0.2.10", http, base_url_override=f"{rdap_server.origin}/moved/arin")
+def test_redirect_to_the_registry_holding_the_space_is_followed(rdap_server, bootstrap, http) -> None:
+    contact = find_abuse_contact("192.0.2.10", http, bootstrap, base_url_override=f"{rdap_server.origin}/moved/arin")
     assert contact.email == "abuse@example.net"
     assert contact.server == f"{rdap_server.origin}/arin/"
     assert rdap_server.requests == ["/moved/arin/ip/192.0.2.10", "/arin/ip/192.0.2.10"]
+
+
+def test_redirect_to_a_server_the_bootstrap_does_not_name_is_not_followed(rdap_server, bootstrap, http) -> None:
+    """The answer names the mailbox that gets the report and its evidence: only a registry may give it."""
+    with pytest.raises(RdapError, match="redirected to http://localhost:.*not an RDAP server the bootstrap names"):
+        find_abuse_contact("192.0.2.10", http, bootstrap, base_url_override=f"{rdap_server.origin}/away/arin")
+    assert rdap_server.requests == ["/away/arin/ip/192.0.2.10"]
+
+
+def test_plain_http_registry_is_not_asked_outside_dev_mode(rdap_server, closed_port) -> None:
+    """Not even when the https server of the same entry is down: the answer would travel unauthenticated."""
+    bootstrap = parse_bootstrap({"version": "1.0", "services": [
+        [["192.0.2.0/24"], [f"https://{LOOPBACK}:{closed_port}/", f"{rdap_server.origin}/arin/"]]]})
+    with pytest.raises(RdapError) as failed:
+        find_abuse_contact("192.0.2.10", Fetcher(), bootstrap)
+    assert f"refused endpoint {rdap_server.origin}/arin/ip/192.0.2.10: it is not https" in str(failed.value)
+    assert rdap_server.requests == []
+
+
+def test_json_nested_too_deep_is_an_rdap_error(rdap_server, http) -> None:
+    with pytest.raises(RdapError, match="did not answer with JSON"):
+        find_abuse_contact("192.0.2.10", http, base_url_override=f"{rdap_server.origin}/deep/")
 
 
 def test_next_base_url_is_tried_when_the_first_is_down(rdap_server, http, closed_port) -> None:
@@ -176,8 +207,9 @@ def test_next_base_url_is_tried_when_the_first_is_down(rdap_server, http, closed
 def test_silent_registry_is_an_error_not_a_missing_contact(silent_port) -> None:
     """A timeout must not read as "no abuse contact": the caller tells the person to try again."""
     started = time.monotonic()
-    with httpx.Client(timeout=0.5, trust_env=False) as http, pytest.raises(RdapError, match="Timeout"):
-        find_abuse_contact("192.0.2.10", http, base_url_override=f"http://{LOOPBACK}:{silent_port}/")
+    with pytest.raises(RdapError, match="did not answer within 0.5 s"):
+        find_abuse_contact("192.0.2.10", Fetcher(allow_local=True, timeout=0.5),
+                           base_url_override=f"http://{LOOPBACK}:{silent_port}/")
     assert time.monotonic() - started < 5
 
 

@@ -3,6 +3,7 @@ so every odd answer (an HTTP-date Retry-After, an HTML page, a JSON list) is met
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -11,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from chalicelib.cli.report import init, send, status
-from chalicelib.client.resolver import Resolution, Resolver
+from chalicelib.client.fetch import Fetcher, FetchError
+from chalicelib.client.resolver import Failure, Resolution, ResolutionError, Resolver
 from chalicelib.client.submitter import DeliveryError, Submitter
 from chalicelib.protocol.categories import by_slug
 from chalicelib.protocol.keys import KeyPair
@@ -19,6 +21,7 @@ from chalicelib.protocol.report import build_report, sign_envelope
 from tests.integration.conftest import LOOPBACK, QuietHandler, serve_http
 
 ROOT_KEY = KeyPair.generate().public
+LOCAL = Fetcher(allow_local=True)   # dev mode: the fake nodes are plain http on loopback
 REPORT_ID = "0b7c1f4e-3a57-4c1e-9d55-6a1f2b3c4d5e"
 
 
@@ -27,6 +30,7 @@ class CannedNode(QuietHandler):
 
     def answer(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.requests.append(f"{self.command} {self.path}")
         status, headers, body = self.server.answer
         self.send_response(status)
         for name, value in {"Content-Length": str(len(body)), **headers}.items():
@@ -39,9 +43,11 @@ class CannedNode(QuietHandler):
 
 @pytest.fixture
 def node() -> Iterator:
-    """A fake node; `node.set(status, body, **headers)` decides its next answers, `node.url` is its base."""
+    """A fake node; `node.set(status, body, **headers)` decides its next answers, `node.url` is its base,
+    `node.requests` lists what it was asked."""
     with serve_http(CannedNode) as server:
         server.url = f"http://{LOOPBACK}:{server.server_address[1]}"
+        server.requests = []
 
         def set_answer(status: int, body, **headers: str) -> None:
             if not isinstance(body, bytes):
@@ -60,7 +66,7 @@ def envelope() -> dict:
 
 def deliver(node) -> Submitter:
     """Send one report straight to the fake node, as if the tree had named it the owner."""
-    submitter = Submitter(Resolver(node.url, ROOT_KEY))
+    submitter = Submitter(Resolver(node.url, ROOT_KEY, LOCAL))
     owner = Resolution("127.0.0.5", "authoritative", (node.url,), node.url, "127.0.0.0/8")
     return submitter.deliver(envelope(), resolution=owner)
 
@@ -80,7 +86,7 @@ def test_retry_after_as_an_http_date_is_read_as_seconds(node):
 def test_retry_after_as_an_http_date_is_read_for_a_batch(node):
     node.set(429, {"error": {"code": "rate_limited", "message": "slow down"}}, Retry_After=http_date_in(30))
     with pytest.raises(DeliveryError) as refused:
-        Submitter(Resolver(node.url, ROOT_KEY)).deliver_batch(node.url, [envelope()])
+        Submitter(Resolver(node.url, ROOT_KEY, LOCAL)).deliver_batch(node.url, [envelope()])
     assert refused.value.kind == "rate_limited" and 25 <= refused.value.retry_after <= 30
 
 
@@ -91,7 +97,8 @@ def test_retry_after_that_is_neither_seconds_nor_a_date_falls_back_to_a_minute(n
     assert refused.value.retry_after == 60 and "slow down for 60 s" in refused.value.message
 
 
-@pytest.mark.parametrize("status,body", [(202, b"accepted"), (200, b"<html>ok</html>"), (202, [1, 2])])
+@pytest.mark.parametrize("status,body", [(202, b"accepted"), (200, b"<html>ok</html>"), (202, [1, 2]),
+                                         (202, b"[" * 100_000)])
 def test_an_acceptance_that_is_not_a_json_object_is_a_clear_refusal(node, status, body):
     node.set(status, body)
     with pytest.raises(DeliveryError) as refused:
@@ -110,7 +117,7 @@ def test_a_misdirected_answer_that_is_a_json_list_is_a_clear_refusal(node):
 def test_a_batch_answer_without_one_result_per_report_is_a_clear_refusal(node, body):
     node.set(200, body)
     with pytest.raises(DeliveryError) as refused:
-        Submitter(Resolver(node.url, ROOT_KEY)).deliver_batch(node.url, [envelope(), envelope()])
+        Submitter(Resolver(node.url, ROOT_KEY, LOCAL)).deliver_batch(node.url, [envelope(), envelope()])
     assert refused.value.kind == "rejected" and "one result per report" in refused.value.message
 
 
@@ -124,8 +131,9 @@ def test_an_html_error_page_is_named_not_printed(node):
 
 @pytest.fixture
 def report_cli(tmp_path, monkeypatch):
-    """`report` in process with a configuration folder of its own; returns the click result."""
+    """`report` in process with a configuration folder of its own, in dev mode; returns the click result."""
     monkeypatch.setenv("NETIMMUNE_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("NETIMMUNE_DEV_MODE", "1")
     runner = CliRunner()
 
     def invoke(command, *args):
@@ -180,7 +188,7 @@ def test_report_status_skips_a_damaged_line_of_the_sent_log(node, report_cli, tm
 
 
 def test_init_refuses_a_bad_smtp_port_before_writing_anything(report_cli, tmp_path):
-    result = report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY, "--smtp", "mail:abc")
+    result = report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY, "--dev", "--smtp", "mail:abc")
     assert result.exit_code == 2 and "--smtp: 'mail:abc' is not HOST[:PORT]" in result.stderr
     assert not (tmp_path / "config").exists()
 
@@ -192,7 +200,8 @@ def test_init_refuses_a_root_url_that_is_not_a_url(report_cli, tmp_path):
 
 
 def test_init_keeps_the_smtp_host_and_port(report_cli, tmp_path):
-    result = report_cli(init, "--root-url", "http://127.0.0.1:9/", "--root-key", ROOT_KEY, "--smtp", "[::1]:2525")
+    result = report_cli(init, "--root-url", "http://127.0.0.1:9/", "--root-key", ROOT_KEY, "--dev",
+                        "--smtp", "[::1]:2525")
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "config" / "report.json").read_text())
     assert (config["root_url"], config["smtp_host"], config["smtp_port"]) == ("http://127.0.0.1:9", "::1", 2525)
@@ -201,7 +210,7 @@ def test_init_keeps_the_smtp_host_and_port(report_cli, tmp_path):
 @pytest.mark.parametrize("field,value", [("root_url", None), ("root_key", "ed25519:nope"), ("smtp_port", "25"),
                                          ("reporter", "Example CERT")])
 def test_a_malformed_configuration_is_refused_when_loaded(report_cli, tmp_path, field, value):
-    assert report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY).exit_code == 0
+    assert report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY, "--dev").exit_code == 0
     path = tmp_path / "config" / "report.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), field: value}))
     result = report_cli(send, "--spam", "127.0.0.5")
@@ -210,7 +219,7 @@ def test_a_malformed_configuration_is_refused_when_loaded(report_cli, tmp_path, 
 
 
 def test_a_malformed_root_key_override_is_named_as_such(report_cli):
-    assert report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY).exit_code == 0
+    assert report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY, "--dev").exit_code == 0
     result = report_cli(send, "--spam", "127.0.0.5", "--root-key", "garbage")
     assert result.exit_code == 2
     assert result.stderr.startswith("error: --root-key (or NETIMMUNE_ROOT_KEY): public key must start with")
@@ -228,7 +237,7 @@ def test_two_category_flags_are_a_usage_error(report_cli):
 ])
 def test_json_errors_are_json_on_stdout_with_the_same_exit_code(report_cli, args, code):
     """Mistakes in the command line exit 2, like click's own."""
-    assert report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY).exit_code == 0
+    assert report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY, "--dev").exit_code == 0
     result = report_cli(send, *args, "--json")
     assert result.exit_code == 2 and result.stderr.startswith("error: ")
     assert json.loads(result.stdout)["error"]["code"] == code
@@ -239,3 +248,120 @@ def test_json_error_for_a_missing_configuration(report_cli):
     assert result.exit_code == 1
     error = json.loads(result.stdout)["error"]
     assert error["code"] == "config" and "no reporter configuration" in error["message"]
+
+
+def test_a_plain_http_root_is_refused_outside_dev_mode_and_never_asked(node, report_cli, monkeypatch):
+    monkeypatch.delenv("NETIMMUNE_DEV_MODE")
+    result = report_cli(send, "--dry-run", "--json", "127.0.0.5", "--root-url", node.url, "--root-key", ROOT_KEY)
+    assert result.exit_code == 1
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "resolution"
+    assert f"refused endpoint {node.url}/v1/refer/127.0.0.5: it is not https" in error["message"]
+    assert "NETIMMUNE_DEV_MODE=1" in error["message"] and node.requests == []
+
+
+def test_a_host_name_that_resolves_to_loopback_is_refused_outside_dev_mode(node):
+    """The name is resolved and every address checked before anything is sent (localhost is in /etc/hosts)."""
+    url = node.url.replace(LOOPBACK, "localhost")
+    with pytest.raises(FetchError) as refused:
+        Fetcher().get(url.replace("http:", "https:"))
+    assert refused.value.kind == FetchError.UNSAFE_ENDPOINT
+    assert "localhost resolves to 127.0.0.1, which is special-purpose space (loopback)" in refused.value.message
+    assert node.requests == []
+    node.set(200, {"fine": True})
+    assert LOCAL.get(url).json() == {"fine": True}       # dev mode connects to the checked address, by name
+    assert node.requests == ["GET /"]
+
+
+def test_delivery_to_an_owner_outside_dev_mode_is_refused_and_sends_nothing(node):
+    owner = Resolution("127.0.0.5", "authoritative", (node.url,), node.url, "127.0.0.0/8")
+    with pytest.raises(DeliveryError) as refused:
+        Submitter(Resolver(node.url, ROOT_KEY)).deliver(envelope(), resolution=owner)
+    assert refused.value.kind == "unsafe_endpoint" and node.url in refused.value.message
+    assert node.requests == []
+
+
+def test_init_refuses_a_plain_http_root_outside_dev_mode(report_cli, tmp_path):
+    result = report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY)
+    assert result.exit_code == 2
+    assert "--root-url: refused endpoint http://127.0.0.1:9: it is not https" in result.stderr
+    assert not (tmp_path / "config").exists()
+
+
+def test_init_dev_is_kept_and_used_without_the_variable(node, report_cli, tmp_path, monkeypatch):
+    assert report_cli(init, "--root-url", node.url, "--root-key", ROOT_KEY, "--dev").exit_code == 0
+    assert json.loads((tmp_path / "config" / "report.json").read_text())["dev_mode"] is True
+    monkeypatch.delenv("NETIMMUNE_DEV_MODE")
+    node.set(404, {"answer": "none", "ttl": 60})
+    result = report_cli(send, "--dry-run", "--json", "127.0.0.5")
+    assert result.exit_code == 3 and json.loads(result.stdout)["answer"] == "none"
+
+
+def test_an_answer_larger_than_the_cap_is_refused_without_reading_it_all(node, report_cli):
+    node.set(200, b'{"answer": "none", "pad": "' + b"x" * (20 * 1024 * 1024) + b'"}',
+             Content_Type="application/json")
+    result = report_cli(send, "--dry-run", "--json", "127.0.0.5", "--root-url", node.url, "--root-key", ROOT_KEY)
+    assert result.exit_code == 1
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "resolution" and "answered with more than 2097152 bytes" in error["message"]
+
+
+def test_json_nested_too_deep_is_a_clear_error_and_json_with_json(node, report_cli):
+    node.set(200, b"[" * 100_000, Content_Type="application/json")
+    result = report_cli(send, "--dry-run", "--json", "127.0.0.5", "--root-url", node.url, "--root-key", ROOT_KEY)
+    assert result.exit_code == 1
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "resolution" and f"{node.url} answered HTTP 200 without a referral" in error["message"]
+
+
+class TricklingNode(QuietHandler):
+    """Answers a byte every 0.2 s: each read is quick, the whole answer takes 8 s."""
+
+    def do_GET(self) -> None:
+        body = b'{"answer": "none"}' + b" " * 22
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for byte in body:
+            try:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(0.2)
+
+
+class SlowNode(QuietHandler):
+    """Says nothing for 3 s, then answers at once."""
+
+    def do_GET(self) -> None:
+        time.sleep(3)
+        body = b'{"answer": "none"}'
+        try:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:  # the client gave up long ago
+            pass
+
+
+def test_a_node_answering_a_byte_at_a_time_is_given_up_at_the_deadline():
+    with serve_http(TricklingNode) as server:
+        resolver = Resolver(f"http://{LOOPBACK}:{server.server_address[1]}", ROOT_KEY,
+                            Fetcher(allow_local=True, timeout=1.0))
+        started = time.monotonic()
+        with pytest.raises(ResolutionError) as refused:
+            resolver.resolve("127.0.0.5")
+    assert time.monotonic() - started < 2
+    assert refused.value.failure is Failure.UNREACHABLE and "did not answer within 1 s" in refused.value.message
+
+
+def test_a_resolution_has_one_deadline_whatever_each_request_may_take():
+    with serve_http(SlowNode) as server:
+        resolver = Resolver(f"http://{LOOPBACK}:{server.server_address[1]}", ROOT_KEY, LOCAL, resolution_timeout=1.0)
+        started = time.monotonic()
+        with pytest.raises(ResolutionError) as refused:
+            resolver.resolve("127.0.0.5")
+    assert time.monotonic() - started < 2
+    assert refused.value.failure is Failure.UNREACHABLE
