@@ -52,13 +52,19 @@ def unsent_lines(state_file: Path) -> list[str]:
         return [row["IP"] for row in csv.DictReader(unsent)]
 
 
-def test_a_row_whose_owner_changed_before_the_resume_is_still_delivered(tmp_path):
-    """Line 3's owner fails; before the rerun its space moves to the owner that already took lines 2 and 4."""
+def interrupted_import(tmp_path: Path) -> tuple[Owners, BulkImport, Path, Path]:
+    """B takes lines 2 and 4; A, the owner of line 3, is unavailable, which stops the first run."""
     owners = Owners({"8.8.8.1": B, "9.9.9.1": A, "8.8.8.2": B})
     owners.answers[A] = [(503, {"error": {"code": "unavailable"}})]
     importer, source, state = import_csv(tmp_path, owners)
     with pytest.raises(BulkError):
         importer.run(source, state)
+    return owners, importer, source, state
+
+
+def test_a_row_whose_owner_changed_before_the_resume_is_still_delivered(tmp_path):
+    """Before the rerun, line 3's space moves to the owner that already took lines 2 and 4."""
+    owners, importer, source, state = interrupted_import(tmp_path)
     owners.owner["9.9.9.1"] = B
     summary = importer.run(source, state)
     assert summary.to_json()["delivered"] == 3 and summary.total == 3
@@ -67,11 +73,7 @@ def test_a_row_whose_owner_changed_before_the_resume_is_still_delivered(tmp_path
 
 
 def test_a_row_delivered_before_the_interruption_is_not_sent_again_to_its_new_owner(tmp_path):
-    owners = Owners({"8.8.8.1": B, "9.9.9.1": A, "8.8.8.2": B})
-    owners.answers[A] = [(503, {"error": {"code": "unavailable"}})]
-    importer, source, state = import_csv(tmp_path, owners)
-    with pytest.raises(BulkError):
-        importer.run(source, state)
+    owners, importer, source, state = interrupted_import(tmp_path)
     owners.owner.update({"8.8.8.1": A, "8.8.8.2": A})   # B's space moved to A, which is back
     owners.answers[A] = [(202, {"status": "received"})]
     summary = importer.run(source, state)
