@@ -90,7 +90,10 @@ class DynamoDBReportStore:
         if stored["digest"] != r.digest:
             return Outcome.CONFLICT, stored["answer"]
         if not stored.get("counted"):
-            self._count(_report(stored), window)  # finish what an attempt cut short began
+            # finish what an attempt cut short began: that attempt was never answered, so for the reporter and
+            # for intake (which queues the case's policy run for new reports) this one is the report's arrival
+            self._count(_report(stored), window)
+            return Outcome.NEW, stored["answer"]
         return Outcome.DUPLICATE, stored["answer"]
 
     def _count(self, r: ReportRecord, window: int) -> None:

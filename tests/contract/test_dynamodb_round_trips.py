@@ -83,11 +83,15 @@ def test_a_referral_is_one_batch_get_whatever_the_number_of_delegations(dynamodb
 # `counted`, and the count's guard. A crash before any of the last six leaves the report stored.
 @pytest.mark.parametrize("crash_at", range(1, 7))
 def test_a_report_cut_short_by_a_crash_is_counted_once_by_its_retry(dynamodb_client, crash_at):
+    """The retry that finishes the counting is the report's arrival (the first attempt was never answered):
+    new, so intake queues the case's policy run; a later re-send is a duplicate. A crash at the last request,
+    after the report was marked counted, left only a tidy-up: its retry is a duplicate."""
     _, _, reports, _ = make_dynamodb_stores(dynamodb_client)
     with pytest.raises(Crash), requests_sent(dynamodb_client, crash_at):
         reports.record_reports([record("r1")], DAY)
-    for _ in range(2):
-        assert reports.record_reports([record("r1")], DAY) == [(Outcome.DUPLICATE, '{"report_id": "r1"}')]
+    retried = Outcome.DUPLICATE if crash_at == 6 else Outcome.NEW
+    assert reports.record_reports([record("r1")], DAY) == [(retried, '{"report_id": "r1"}')]
+    assert reports.record_reports([record("r1")], DAY) == [(Outcome.DUPLICATE, '{"report_id": "r1"}')]
     case = reports.get_case("127.0.0.5", "spam")
     assert (case.reports, case.contributions[0].reports, case.contributions[0].counted_at) == (1, 1, NOW)
     assert [r.report_id for r in reports.case_reports("127.0.0.5", "spam")] == ["r1"]
