@@ -12,9 +12,11 @@ job's redelivery converges. Reputation is not replayed: it changes at most once 
 and a crash can leave some reporters unscaled rather than scale anyone twice.
 
 A verdict judges only the claims made since the case's last one: the case keeps `judged_at`, the time
-of the last confirmed or refuted verification applied to it, and only contributions counted after it
-are scaled (all of them the first time). It moves with the case, after reputation, so a crash before it
-moved is finished by the job's redelivery; and only forward, so a late replay never moves it back.
+of the last confirmed or refuted verification, and only contributions counted after it are scaled (all
+of them the first time). A verdict claims its window first, moving `judged_at` forward to its own time
+and reading the value it replaced, then scales the claims counted after that value: two verifications
+of one case at once judge disjoint claims, and one older than the case's latest judges none. A crash
+between the claim and the scaling leaves those reporters unscaled, never scaled twice.
 
 Reputation is multiplicative and clamped to [floor, ceiling] at each step, so it depends on the order
 of outcomes and cannot be recomputed from counts: each change is a read, then a write on condition
@@ -86,28 +88,27 @@ class DynamoDBVerificationStore:
         if not self.table.put(item, "attribute_not_exists(#pk)"):
             return False
         if reputation_factor is not None:
-            column = "confirmed" if reputation_factor >= 1 else "refuted"
-            items = self.table.query(CASES, f"{ip}#{category}#")  # the case and its contributions
-            judged_at = next((i["judged_at"] for i in items if i["sk"].endswith("#") and "judged_at" in i), None)
-            for contribution in items:
-                reporter = contribution["sk"].split("#", 2)[2]
-                if reporter and (judged_at is None or contribution["counted_at"] > judged_at):
-                    self._scale_reputation(reporter, reputation_factor, column)
+            claimed = self.table.update(
+                *case_key(ip, category), "SET #judged_at = :at",
+                "attribute_exists(#status) AND (attribute_not_exists(#judged_at) OR #judged_at < :at)",
+                {"at": item["recorded"]}, returns="UPDATED_OLD")
+            if claimed is not None:  # None: a later verdict already judged this case's claims
+                column = "confirmed" if reputation_factor >= 1 else "refuted"
+                judged_before = claimed.get("judged_at")
+                for contribution in self.table.query(CASES, f"{ip}#{category}#"):  # the case and its contributions
+                    reporter = contribution["sk"].split("#", 2)[2]
+                    if reporter and (judged_before is None or contribution["counted_at"] > judged_before):
+                        self._scale_reputation(reporter, reputation_factor, column)
         self._apply(item)
         return True
 
     def _apply(self, item: dict) -> None:
-        """Move the case (unless resolved) to the verdict, then, for a verdict that judged reporters, the case's
-        `judged_at` forward to its time (resolved or not), then mark the verification applied: idempotent."""
-        verdict, key = item["verdict"], case_key(item["ip"], item["category"])
-        judging = verdict in ("confirmed", "refuted")
-        self.table.update(*key, "SET #status = :status, #verification = :result",
+        """Move the case (unless resolved) to the verdict, then mark the verification applied: idempotent."""
+        verdict = item["verdict"]
+        self.table.update(*case_key(item["ip"], item["category"]), "SET #status = :status, #verification = :result",
                           "attribute_exists(#status) AND attribute_not_exists(#resolved_at)",
-                          {"status": verdict if judging else "inconclusive", "result": item["result"]})
-        if judging:
-            self.table.update(*key, "SET #judged_at = :at",
-                              "attribute_exists(#status) AND (attribute_not_exists(#judged_at) OR #judged_at < :at)",
-                              {"at": item["recorded"]})
+                          {"status": verdict if verdict in ("confirmed", "refuted") else "inconclusive",
+                           "result": item["result"]})
         self.table.update(item["pk"], item["sk"], "SET #applied = :yes", values={"yes": True})
 
     def _scale_reputation(self, reporter: str, factor: float, column: str) -> None:

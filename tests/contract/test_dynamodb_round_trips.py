@@ -99,19 +99,39 @@ def test_a_report_cut_short_by_a_crash_is_counted_once_by_its_retry(dynamodb_cli
     assert reports.get_case("127.0.0.5", "spam").contributions[0].reports == 2
 
 
-# Recording a verdict is 7 requests here: the result, the case's reporters, the reputation's read and write,
-# the case, its `judged_at`, `applied`. A crash before the case leaves the reputation scaled once and the case
-# to be moved.
+# Recording a verdict is 7 requests here: the result, the claim of the case's judging window, the case's
+# reporters, the reputation's read and write, the case, `applied`. A crash before the case leaves the
+# reputation scaled once and the case to be moved.
 def test_a_verification_cut_short_moves_its_case_when_read_and_scales_reputation_once(dynamodb_client):
     _, _, reports, verifications = make_dynamodb_stores(dynamodb_client)
     reports.record_reports([record()], DAY)
-    with pytest.raises(Crash), requests_sent(dynamodb_client, crash_at=4):
+    with pytest.raises(Crash), requests_sent(dynamodb_client, crash_at=5):
         verifications.record_verification("v1", "127.0.0.5", "spam", "confirmed", {"verdict": "confirmed"}, 1.25, NOW)
     assert verifications.verification("v1")["verdict"] == "confirmed"
     assert not verifications.record_verification("v1", "127.0.0.5", "spam", "confirmed", {}, 1.25, NOW)
     case = reports.get_case("127.0.0.5", "spam")
     assert (case.status, case.verification, case.contributions[0].reputation) == (
         "confirmed", {"verdict": "confirmed"}, 1.25)
+
+
+def test_two_verifications_of_one_case_at_once_judge_each_claim_once(dynamodb_client):
+    """v2 runs whole while v1, having read the case's reporters, is about to scale them: without v1's claim on
+    the judging window, both would find the claim unjudged and scale it (1.25 x 0.5 = 0.625)."""
+    _, _, reports, verifications = make_dynamodb_stores(dynamodb_client)
+    reports.record_reports([record(at=NOW - timedelta(hours=1))], DAY)
+    meanwhile = []
+
+    def second_verification(model, **_):
+        if model.name == "GetItem" and not meanwhile:  # v1's first read of a reporter's reputation
+            meanwhile.append("v2")
+            verifications.record_verification("v2", "127.0.0.5", "spam", "refuted", {}, 0.5, NOW + timedelta(seconds=1))
+    dynamodb_client.meta.events.register(EVERY_CALL, second_verification)
+    try:
+        verifications.record_verification("v1", "127.0.0.5", "spam", "confirmed", {}, 1.25, NOW)
+    finally:
+        dynamodb_client.meta.events.unregister(EVERY_CALL, second_verification)
+    assert meanwhile == ["v2"]
+    assert reports.get_case("127.0.0.5", "spam").contributions[0].reputation in (1.25, 0.5)
 
 
 def test_a_list_of_cases_reads_at_most_its_bound_and_leaves_out_the_case_it_cut(dynamodb_client, monkeypatch):
