@@ -63,7 +63,9 @@ def explain_report(xarf_report: dict) -> str:
     ]
     if reporter.get("contact"):
         paragraphs.append(f"Questions about this report: {reporter['contact']}")
-    return "\n\n".join(textwrap.fill(paragraph, TEXT_WIDTH) for paragraph in paragraphs) + "\n"
+    # report ids, addresses and URLs stay whole on one line: a reader copies them (textwrap would break at a hyphen)
+    return "\n\n".join(textwrap.fill(paragraph, TEXT_WIDTH, break_on_hyphens=False, break_long_words=False)
+                       for paragraph in paragraphs) + "\n"
 
 
 def _feedback_fields(xarf_report: dict) -> EmailMessage:

@@ -72,6 +72,14 @@ def test_explanation_says_the_owner_is_not_on_netimmune_and_what_was_seen() -> N
     assert report["report_id"] in content
 
 
+def test_the_report_id_is_never_split_across_lines() -> None:
+    """The id a reader copies stays on one line; textwrap breaks at a hyphen between letters ("bb-cd"), so a
+    random id was split now and then."""
+    report = document(report_id="a9a254bb-cd3c-4147-b786-114c5ff159c4")
+    text = reparse(build_arf_email(report, "abuse@example.net", "noc@example.org", now=SENT)).get_body(("plain",))
+    assert any(report["report_id"] in line for line in text.get_content().splitlines())
+
+
 def test_subject_and_message_id_name_the_report() -> None:
     report = document()
     message = build_arf_email(report, "abuse@example.net", "Example NOC <noc@example.org>", now=SENT)
