@@ -130,11 +130,11 @@ class Checks:
         referral = self.referred.get(ip)
         if referral is None:
             refuse_special(report.ip, self.node.settings.dev_mode)
-            match = self.node.delegations.longest_match(report.ip)
-            if match is not None and match.role is Role.HELD and not match.expired(self.now):
+            referral = refer_address(self.node, report.ip)  # one lookup, and its rule for an expired delegation
+            if referral.match is not None and referral.match.role is Role.HELD:
                 self.held.add(ip)
                 return
-            referral = self.referred[ip] = refer_address(self.node, report.ip)
+            self.referred[ip] = referral
         where = ("a child node takes reports for it; follow the referral" if referral.match is not None
                  else "it is outside this node's space; resolve it from the root")
         raise Misdirected(f"this node does not take reports for {ip}: {where}", body=referral.to_json())
