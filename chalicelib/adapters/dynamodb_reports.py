@@ -173,7 +173,8 @@ class DynamoDBReportStore:
         verification = item.get("verification")
         return Case(item["ip"], item["category"], case_status(item), moment(item["first_seen"]),
                     moment(item["last_seen"]), sum(c.reports for c in counted), counted,
-                    json.loads(verification) if verification else None)
+                    json.loads(verification) if verification else None, item.get("awaiting"),
+                    moment(item["awaiting_since"]) if "awaiting_since" in item else None)
 
     # -- operators -------------------------------------------------------------------------------
     def set_case_status(self, ip: str, category: str, status: str, verification: dict | None = None) -> bool:
@@ -190,6 +191,12 @@ class DynamoDBReportStore:
         # a case resolved ends its episode: the next one may fire its threshold actions again
         expression += " REMOVE #resolved_at" if status != "resolved" else " REMOVE #threshold_fired"
         return self.table.update(*case_key(ip, category), expression, "attribute_exists(#status)", values) is not None
+
+    def await_verification(self, ip: str, category: str, verification_id: str, now: datetime) -> bool:
+        return self.table.update(*case_key(ip, category),
+                                 "SET #status = :verifying, #awaiting = :id, #awaiting_since = :at",
+                                 "attribute_exists(#status) AND attribute_not_exists(#resolved_at)",
+                                 {"verifying": "verifying", "id": verification_id, "at": epoch(now)}) is not None
 
     def set_rank_override(self, reporter: str, rank: str | None) -> None:
         if rank is None:

@@ -103,12 +103,15 @@ class DynamoDBVerificationStore:
         return True
 
     def _apply(self, item: dict) -> None:
-        """Move the case (unless resolved) to the verdict, then mark the verification applied: idempotent."""
+        """Move the case to the verdict if it is still verifying for this verification, then mark the verification
+        applied: idempotent, and a late redelivery never undoes a newer verdict or a resolution."""
         verdict = item["verdict"]
         self.table.update(*case_key(item["ip"], item["category"]), "SET #status = :status, #verification = :result",
-                          "attribute_exists(#status) AND attribute_not_exists(#resolved_at)",
+                          "#status = :verifying AND attribute_not_exists(#resolved_at) AND "
+                          "(attribute_not_exists(#awaiting) OR #awaiting = :id)",
                           {"status": verdict if verdict in ("confirmed", "refuted") else "inconclusive",
-                           "result": item["result"]})
+                           "result": item["result"], "verifying": "verifying",
+                           "id": item["pk"].removeprefix("VERIFICATION#")})
         self.table.update(item["pk"], item["sk"], "SET #applied = :yes", values={"yes": True})
 
     def _scale_reputation(self, reporter: str, factor: float, column: str) -> None:

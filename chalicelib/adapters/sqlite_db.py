@@ -27,6 +27,15 @@ class SQLiteDatabase:
             self._schemas.append(schema)
             self.connection.executescript(schema)
 
+    def add_columns(self, table: str, columns: dict[str, str]) -> None:
+        """Give a table made by an older release the columns added since (name: declaration), once: CREATE ...
+        IF NOT EXISTS leaves an existing table as it is."""
+        with self.transaction() as conn:  # BEGIN IMMEDIATE: a second process opening the file waits, then sees them
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            for name, declaration in columns.items():
+                if name not in present:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+
     def expire(self, *deletes: str) -> None:
         """Register DELETEs of rows past their lifetime (`:now` is the time in epoch seconds) for purge_expired:
         SQLite has no TTL, so the idle worker runs them where DynamoDB's TTL deletes the same items on AWS."""

@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS cases (
     reports INTEGER NOT NULL,
     verification TEXT,
     threshold_fired INTEGER NOT NULL DEFAULT 0,
+    awaiting TEXT,
+    awaiting_since REAL,
     PRIMARY KEY (ip, category)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS cases_by_status ON cases (status, last_seen);
@@ -86,6 +88,9 @@ ON CONFLICT (ip, category) DO UPDATE SET
 """
 
 
+# Columns added to cases since the first release, for files made before
+ADDED_CASE_COLUMNS = {"awaiting": "TEXT", "awaiting_since": "REAL"}
+
 # Intake's rate windows last a minute; a row is forgotten an hour after its window began.
 RATE_WINDOW_KEPT_SECONDS = 3600
 EXPIRED = f"DELETE FROM rate_windows WHERE window_start < :now - {RATE_WINDOW_KEPT_SECONDS}"
@@ -103,6 +108,7 @@ class SQLiteReportStore:
     def __init__(self, db: SQLiteDatabase):
         self.db = db
         db.ensure_schema(SCHEMA)
+        db.add_columns("cases", ADDED_CASE_COLUMNS)
         db.expire(EXPIRED)
 
     def record_reports(self, records: Sequence[ReportRecord], count_window_seconds: int) -> list[tuple[Outcome, str]]:
@@ -179,10 +185,10 @@ class SQLiteReportStore:
 
     def _cases(self, where: str, args: tuple, limit: int) -> list[Case]:
         conn = self.db.connection
-        rows = conn.execute("SELECT ip, category, status, first_seen, last_seen, reports, verification "
-                            f"FROM cases {where} LIMIT ?", (*args, limit)).fetchall()
+        rows = conn.execute("SELECT ip, category, status, first_seen, last_seen, reports, verification, awaiting, "
+                            f"awaiting_since FROM cases {where} LIMIT ?", (*args, limit)).fetchall()
         cases = []
-        for ip, category, status, first, last, count, verification in rows:
+        for ip, category, status, first, last, count, verification, awaiting, awaiting_since in rows:
             contributions = tuple(
                 Contribution(key, rank, _moment(observed), _moment(counted), n, reputation, override)
                 for key, rank, observed, counted, n, reputation, override in conn.execute(
@@ -191,7 +197,8 @@ class SQLiteReportStore:
                     "LEFT JOIN reporters AS r ON r.key = c.reporter WHERE c.ip = ? AND c.category = ?",
                     (ip, category)))
             cases.append(Case(ip, category, status, _moment(first), _moment(last), count, contributions,
-                              json.loads(verification) if verification else None))
+                              json.loads(verification) if verification else None, awaiting,
+                              None if awaiting_since is None else _moment(awaiting_since)))
         return cases
 
     def set_case_status(self, ip: str, category: str, status: str, verification: dict | None = None) -> bool:
@@ -202,6 +209,12 @@ class SQLiteReportStore:
                 (status, json.dumps(verification) if verification is not None else None, status, ip,
                  category)).rowcount
         return bool(changed)
+
+    def await_verification(self, ip: str, category: str, verification_id: str, now: datetime) -> bool:
+        with self.db.transaction() as conn:
+            return conn.execute("UPDATE cases SET status = 'verifying', awaiting = ?, awaiting_since = ? "
+                                "WHERE ip = ? AND category = ? AND status != 'resolved'",
+                                (verification_id, _epoch(now), ip, category)).rowcount > 0
 
     def set_rank_override(self, reporter: str, rank: str | None) -> None:
         with self.db.transaction() as conn:

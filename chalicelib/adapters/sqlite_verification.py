@@ -126,8 +126,10 @@ class SQLiteVerificationStore:
                             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                             (verification_id, ip, category, verdict, json.dumps(result), _epoch(now))).rowcount == 0:
                 return False
+            # a case set verifying before cases kept `awaiting` takes the first verdict that comes
             conn.execute("UPDATE cases SET status = ?, verification = ? WHERE ip = ? AND category = ? "
-                         "AND status != 'resolved'", (status, json.dumps(result), ip, category))
+                         "AND status = 'verifying' AND COALESCE(awaiting, ?) = ?",
+                         (status, json.dumps(result), ip, category, verification_id, verification_id))
             if reputation_factor is not None:
                 column = "confirmed" if reputation_factor >= 1 else "refuted"
                 conn.execute(f"UPDATE reporters SET reputation = MIN(?, MAX(?, reputation * ?)), {column} = {column} + 1 "

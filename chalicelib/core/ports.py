@@ -137,6 +137,8 @@ class Case:
     reports: int
     contributions: tuple[Contribution, ...]
     verification: dict | None = None
+    awaiting: str | None = None              # the verification last requested, whose verdict may move the case
+    awaiting_since: datetime | None = None   # when it was requested
 
 
 class Allowance(NamedTuple):
@@ -160,6 +162,10 @@ class ReportStore(Protocol):
     def case_reports(self, ip: str, category: str) -> list[ReportRecord]: ...
 
     def set_case_status(self, ip: str, category: str, status: str, verification: dict | None = None) -> bool: ...
+
+    def await_verification(self, ip: str, category: str, verification_id: str, now: datetime) -> bool:
+        """Mark an open case `verifying` for this verification alone: only its verdict may move the case now.
+        False when there is no such case or it is resolved."""
 
     def set_rank_override(self, reporter: str, rank: str | None) -> None: ...
 
@@ -257,7 +263,9 @@ class VerificationStore(Protocol):
     def record_verification(self, verification_id: str, ip: str, category: str, verdict: str, result: dict,
                             reputation_factor: float | None, now: datetime) -> bool:
         """Store the result, move the case, and scale its reporters' reputation, all at once and only the
-        first time this verification_id is recorded (a redelivered job records nothing)."""
+        first time this verification_id is recorded (a redelivered job records nothing). The case moves only
+        while it is `verifying` for this verification: resolved, reopened or verifying for a newer one, it
+        stays as it is."""
 
     def verification(self, verification_id: str) -> dict | None:
         """The recorded result with `actions_done`, or None."""

@@ -7,17 +7,18 @@ and a record per action make their effects happen once.
 """
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..checks.result import CheckResult, Verdict
 from ..protocol.prefixes import IPAddress, parse_ip, special_purpose
 from .actions import run_actions
 from .node import Node
-from .ports import Role
+from .ports import Case, Role
 
 VERIFY = "verify"
 THRESHOLD = "threshold"
@@ -26,7 +27,12 @@ REPUTATION_FACTORS = {"confirmed": 1.25, "refuted": 0.5}
 # Cases that new reports may have verified (again): a confirmed case needs no new scan, a verifying one has its
 # check queued, and a resolved one is first reopened as received. The scan cool-down still applies.
 VERIFIABLE = ("received", "inconclusive", "refuted")
+# Longer than a verify job lives: five receives of 12 minutes on SQS, five leases of 5 minutes and their back-offs
+# locally. A case verifying longer than this lost its job (to the dead letters, or a crash before it was queued).
+VERIFICATION_OVERDUE = timedelta(hours=2)
 CANARY_TTL = timedelta(minutes=10)
+
+log = logging.getLogger("netimmune.verification")
 
 
 def scope_refusal(node: Node, ip: IPAddress) -> str | None:
@@ -49,6 +55,14 @@ def evaluate(node: Node, payload: dict) -> None:
     after_intake(node, [tuple(case) for case in payload["cases"]])
 
 
+def verifiable(case: Case, now: datetime) -> bool:
+    """Whether new reports may have this case verified: see VERIFIABLE; a verifying case once its verification is
+    overdue, so a lost job does not leave the case unverified for good."""
+    if case.status == "verifying":
+        return case.awaiting_since is None or now - case.awaiting_since > VERIFICATION_OVERDUE
+    return case.status in VERIFIABLE
+
+
 def after_intake(node: Node, cases: Iterable[tuple[str, str]]) -> None:
     """Apply policy to cases that just received new reports: verify at one threshold, act at another."""
     now = node.clock.now()
@@ -58,7 +72,7 @@ def after_intake(node: Node, cases: Iterable[tuple[str, str]]) -> None:
             continue
         score = node.tally.score(case, now)
         rule = node.policy.rule_for(ip, category)
-        if rule.checks and score >= rule.verify_at and case.status in VERIFIABLE:
+        if rule.checks and score >= rule.verify_at and verifiable(case, now):
             request_verification(node, ip, category)
         if rule.on_threshold and score >= rule.alert_at and node.verifications.fire_threshold_once(ip, category):
             node.queue.enqueue(THRESHOLD, {"threshold_id": uuid.uuid4().hex, "ip": ip, "category": category,
@@ -81,7 +95,8 @@ def request_verification(node: Node, ip: str, category: str) -> str | None:
     if not node.verifications.claim_scan(ip, node.clock.now(), node.settings.scan_cooldown_seconds):
         return None
     verification_id = uuid.uuid4().hex
-    node.reports.set_case_status(ip, category, "verifying")
+    if not node.reports.await_verification(ip, category, verification_id, node.clock.now()):
+        return None
     node.queue.enqueue(VERIFY, {"verification_id": verification_id, "ip": ip, "category": category})
     return verification_id
 
@@ -132,6 +147,10 @@ def verify(node: Node, payload: dict) -> None:
     verification_id, ip, category = payload["verification_id"], payload["ip"], payload["category"]
     recorded = node.verifications.verification(verification_id)
     if recorded is None:
+        case = node.reports.get_case(ip, category)
+        if case is not None and case.awaiting not in (None, verification_id):
+            log.info("verification %s of %s %s skipped: the case awaits a newer one", verification_id, ip, category)
+            return
         rule = node.policy.rule_for(ip, category)
         refusal = scope_refusal(node, parse_ip(ip))
         if refusal:

@@ -105,6 +105,7 @@ def test_a_report_cut_short_by_a_crash_is_counted_once_by_its_retry(dynamodb_cli
 def test_a_verification_cut_short_moves_its_case_when_read_and_scales_reputation_once(dynamodb_client):
     _, _, reports, verifications = make_dynamodb_stores(dynamodb_client)
     reports.record_reports([record()], DAY)
+    reports.await_verification("127.0.0.5", "spam", "v1", NOW)
     with pytest.raises(Crash), requests_sent(dynamodb_client, crash_at=5):
         verifications.record_verification("v1", "127.0.0.5", "spam", "confirmed", {"verdict": "confirmed"}, 1.25, NOW)
     assert verifications.verification("v1")["verdict"] == "confirmed"

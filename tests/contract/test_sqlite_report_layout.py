@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from chalicelib.adapters.sqlite_db import SQLiteDatabase
 from chalicelib.adapters.sqlite_reports import SQLiteReportStore
+from chalicelib.adapters.sqlite_verification import SQLiteVerificationStore
 from chalicelib.core.ports import Outcome, ReportRecord
 from tests.conftest import NOW
 
@@ -63,3 +64,17 @@ def test_an_old_file_goes_on_taking_reports(tmp_path):
     assert store.get_case("127.0.0.5", "spam").reports == 2
     assert store.db.connection.execute("SELECT * FROM rate_windows").fetchall() == [("key:ed25519:a", 60, 3)]
 
+
+
+def test_an_old_file_gains_the_columns_added_since_and_its_verifying_cases_take_their_verdict(tmp_path):
+    old_file(tmp_path / "node.db")
+    db = SQLiteDatabase(tmp_path / "node.db")
+    with db.transaction() as conn:
+        conn.execute("UPDATE cases SET status = 'verifying'")   # a verification queued before the upgrade
+    store = SQLiteReportStore(db)
+    assert store.get_case("127.0.0.5", "spam").awaiting is None
+    SQLiteReportStore(SQLiteDatabase(tmp_path / "node.db"))   # a second process opening the file adds nothing twice
+    SQLiteVerificationStore(db).record_verification("v0", "127.0.0.5", "spam", "refuted", {}, 0.5, NOW)
+    assert store.get_case("127.0.0.5", "spam").status == "refuted"
+    assert store.await_verification("127.0.0.5", "spam", "v1", NOW)
+    assert store.get_case("127.0.0.5", "spam").awaiting == "v1"

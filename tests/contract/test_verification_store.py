@@ -53,6 +53,7 @@ def test_an_action_is_done_once_marked(verification_store):
 def test_a_verification_is_recorded_once_with_its_effects(stores):
     reports, verification = stores
     reports.record_reports([record("a"), record("b", reporter="ed25519:b")], DAY)
+    assert reports.await_verification("127.0.0.5", "spam", "v1", NOW)
     result = {"verdict": "refuted", "summary": "nothing open"}
     assert verification.record_verification("v1", "127.0.0.5", "spam", "refuted", result, 0.5, NOW)
     assert not verification.record_verification("v1", "127.0.0.5", "spam", "refuted", result, 0.5, NOW)
@@ -114,6 +115,7 @@ def test_a_verdict_on_a_resolved_case_still_judges_its_claims_once(stores):
 def test_an_error_verdict_leaves_the_case_inconclusive_and_reputation_alone(stores):
     reports, verification = stores
     reports.record_reports([record()], DAY)
+    reports.await_verification("127.0.0.5", "spam", "v1", NOW)
     verification.record_verification("v1", "127.0.0.5", "spam", "error", {"verdict": "error"}, None, NOW)
     case = reports.get_case("127.0.0.5", "spam")
     assert case.status == "inconclusive" and case.contributions[0].reputation == 1.0
@@ -122,8 +124,50 @@ def test_an_error_verdict_leaves_the_case_inconclusive_and_reputation_alone(stor
 def test_a_resolved_case_keeps_its_status_when_a_late_result_arrives(stores):
     reports, verification = stores
     reports.record_reports([record()], DAY)
+    reports.await_verification("127.0.0.5", "spam", "v1", NOW)
     reports.set_case_status("127.0.0.5", "spam", "resolved")
     verification.record_verification("v1", "127.0.0.5", "spam", "confirmed", {}, 1.25, NOW)
+    assert reports.get_case("127.0.0.5", "spam").status == "resolved"
+
+
+def test_a_case_resolved_and_reopened_meanwhile_is_not_moved_by_the_old_verdict(stores):
+    reports, verification = stores
+    reports.record_reports([record()], DAY)
+    reports.await_verification("127.0.0.5", "spam", "v1", NOW)
+    reports.set_case_status("127.0.0.5", "spam", "resolved")
+    reports.record_reports([record("r2", at=NOW + timedelta(minutes=5))], DAY)   # reopens it
+    verification.record_verification("v1", "127.0.0.5", "spam", "confirmed", {}, 1.25, NOW + timedelta(minutes=9))
+    case = reports.get_case("127.0.0.5", "spam")
+    assert (case.status, case.verification) == ("received", None)
+
+
+def test_only_the_verification_a_case_awaits_moves_it(stores):
+    """v1 was given up as overdue and v2 requested: v1's late verdict changes nothing, v2's moves the case."""
+    reports, verification = stores
+    reports.record_reports([record()], DAY)
+    reports.await_verification("127.0.0.5", "spam", "v1", NOW)
+    reports.await_verification("127.0.0.5", "spam", "v2", NOW + timedelta(hours=3))
+    verification.record_verification("v2", "127.0.0.5", "spam", "refuted", {"verdict": "refuted"}, 0.5,
+                                      NOW + timedelta(hours=3, minutes=1))
+    verification.record_verification("v1", "127.0.0.5", "spam", "confirmed", {"verdict": "confirmed"}, 1.25,
+                                      NOW + timedelta(hours=3, minutes=2))
+    case = reports.get_case("127.0.0.5", "spam")
+    assert (case.status, case.verification) == ("refuted", {"verdict": "refuted"})
+    assert verification.verification("v1")["verdict"] == "confirmed"   # kept for the record all the same
+
+
+def test_a_case_awaits_the_verification_last_requested(stores):
+    reports, verification = stores
+    reports.record_reports([record()], DAY)
+    assert (reports.get_case("127.0.0.5", "spam").awaiting, reports.get_case("127.0.0.5", "spam").awaiting_since) \
+        == (None, None)
+    assert reports.await_verification("127.0.0.5", "spam", "v1", NOW)
+    assert reports.await_verification("127.0.0.5", "spam", "v2", NOW + timedelta(hours=1))
+    case = reports.get_case("127.0.0.5", "spam")
+    assert (case.status, case.awaiting, case.awaiting_since) == ("verifying", "v2", NOW + timedelta(hours=1))
+    assert not reports.await_verification("127.0.0.6", "spam", "v3", NOW)   # no such case
+    reports.set_case_status("127.0.0.5", "spam", "resolved")
+    assert not reports.await_verification("127.0.0.5", "spam", "v3", NOW)
     assert reports.get_case("127.0.0.5", "spam").status == "resolved"
 
 

@@ -290,6 +290,30 @@ def test_a_case_verified_again_judges_only_the_reporters_who_reported_since(make
     assert reputations() == {first.public: 0.625, second.public: 0.5, third.public: 1.25}
 
 
+def test_a_case_whose_verify_job_was_lost_is_verified_again_once_the_job_is_overdue(make_node):
+    node = scripted_node(make_node, Verdict.CONFIRMED)
+    intake.submit(node, [report()])
+    assert run_next_job(node) == "evaluate"
+    for attempt in range(node.queue.max_attempts):   # each try fails, the last one to the dead letters
+        lost, = node.queue.lease("test", 1, 60, NOW + timedelta(minutes=attempt))
+        node.queue.retry(lost.job_id, "the scanner crashed", NOW + timedelta(minutes=attempt))
+    assert [d.job.job_id for d in node.queue.dead_letters()] == [lost.job_id]
+
+    def report_at(moment):
+        node.clock.moment = moment
+        intake.submit(node, [report(observed=moment)])
+        run_due_jobs(node)
+        return node.reports.get_case("127.0.0.5", "port-scan").status
+
+    assert report_at(NOW + timedelta(hours=1)) == "verifying"   # past the cool-down, the job not yet overdue
+    assert node.scanner.scans == 0
+    assert report_at(NOW + timedelta(hours=2, minutes=1)) == "confirmed"
+    assert node.scanner.scans == 1
+    assert node.queue.requeue_dead(lost.job_id)   # the operator redrives the lost job: it no longer probes
+    run_due_jobs(node)
+    assert node.scanner.scans == 1 and job_kinds(node)["verify"] == 2
+
+
 def test_a_confirmed_case_is_not_scanned_again(make_node):
     node = scripted_node(make_node, Verdict.CONFIRMED)
     intake.submit(node, [report()])
