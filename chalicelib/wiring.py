@@ -6,6 +6,7 @@ where a node on AWS first needs it: a local node, and every `netimmune` command,
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -27,6 +28,9 @@ from .observability import CountedNotifier, CountedVerifications, metrics
 from .protocol.encoding import b64url_decode
 from .protocol.keys import KeyPair
 from .settings import ENV_PREFIX, Settings, SettingsError
+
+log = logging.getLogger("netimmune.wiring")
+
 
 class SystemClock:
     def now(self) -> datetime:
@@ -92,6 +96,8 @@ def build_node(settings: Settings, clock=None) -> Node:
     ports["verifications"] = CountedVerifications(ports["verifications"], metrics)
     ports["notifier"] = CountedNotifier(ports["notifier"], metrics)
     policy = load_policy(settings.policy_path) if settings.policy_path else DEFAULT_POLICY
+    for warning in unset_webhook_secrets(policy, os.environ):
+        log.warning(warning)
     return Node(settings=settings, key=load_key(settings), **ports, scanner=ProbeScanner(settings.max_concurrent_checks),
                 policy=policy, clock=clock, tally=TallyRules(half_life_hours=settings.half_life_hours),
                 webhook_sender=HttpWebhookSender(), webhook_secrets=webhook_secrets(policy, os.environ))
@@ -100,6 +106,12 @@ def build_node(settings: Settings, clock=None) -> Node:
 def webhook_secrets(policy, environ) -> dict[str, str]:
     """Each webhook's shared secret, from the environment variable the policy names for it."""
     return {name: environ[hook.secret_env] for name, hook in policy.webhooks.items() if environ.get(hook.secret_env)}
+
+
+def unset_webhook_secrets(policy, environ) -> list[str]:
+    """A warning per webhook whose secret variable is unset: said at start, not found at the first delivery."""
+    return [f"webhook {name}: its secret variable {hook.secret_env} is not set, so every delivery to it will fail"
+            for name, hook in policy.webhooks.items() if not environ.get(hook.secret_env)]
 
 
 def run_job(node: Node, message: dict) -> None:

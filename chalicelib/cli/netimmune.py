@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -359,6 +360,7 @@ def policy() -> None:
 def policy_check(path) -> None:
     """Validate a policy file; print every problem as FILE:LINE:COL: message."""
     from ..core.policy import PolicyError, load_policy
+    from ..wiring import unset_webhook_secrets
 
     try:
         loaded = load_policy(path)
@@ -368,6 +370,8 @@ def policy_check(path) -> None:
     rules = len(loaded.rules) - 1  # the last rule is the file's defaults, which cover every other address
     click.echo(f"{path}: ok ({rules} rule{'s' * (rules != 1)} and the defaults, {len(loaded.webhooks)} webhook"
                f"{'s' * (len(loaded.webhooks) != 1)})")
+    for warning in unset_webhook_secrets(loaded, os.environ):
+        click.echo(f"warning: {warning} (in this environment)", err=True)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -60,11 +61,20 @@ def test_policy_check_prints_line_precise_problems_and_fails(run, tmp_path):
     assert f"{bad}:2:" in output and f"{bad}:3:" in output
 
 
-def test_policy_check_counts_the_rules_apart_from_the_defaults(run):
-    from pathlib import Path
+EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "examples" / "policy.yaml"
 
-    example = Path(__file__).resolve().parents[2] / "examples" / "policy.yaml"
-    assert run("policy", "check", str(example)).strip() == f"{example}: ok (4 rules and the defaults, 1 webhook)"
+
+def test_policy_check_counts_the_rules_apart_from_the_defaults(run, monkeypatch):
+    monkeypatch.setenv("ACME_NOC_WEBHOOK_SECRET", "s3cret")
+    assert run("policy", "check", str(EXAMPLE_POLICY)).strip() == \
+        f"{EXAMPLE_POLICY}: ok (4 rules and the defaults, 1 webhook)"
+
+
+def test_policy_check_warns_of_a_webhook_whose_secret_variable_is_unset(run, monkeypatch):
+    monkeypatch.delenv("ACME_NOC_WEBHOOK_SECRET", raising=False)
+    output = run("policy", "check", str(EXAMPLE_POLICY))
+    assert "ok (4 rules" in output
+    assert "warning: webhook acme-noc: its secret variable ACME_NOC_WEBHOOK_SECRET is not set" in output
 
 
 def test_token_queue_and_webhook_log_commands_answer(run):

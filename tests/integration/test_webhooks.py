@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import socket
 import threading
 import time
@@ -135,16 +136,20 @@ def test_webhook_names_must_exist_in_the_policy():
         parse_policy("rules:\n  - prefix: 127.0.0.0/8\n    on_confirmed: [webhook: nope]\n")
 
 
-def test_the_wiring_reads_each_webhook_secret_from_the_variable_the_policy_names(tmp_path, receiver, monkeypatch):
+def test_the_wiring_reads_each_webhook_secret_from_the_variable_the_policy_names_and_warns_of_unset_ones(
+        tmp_path, receiver, monkeypatch, caplog):
     policy = tmp_path / "policy.yaml"
     policy.write_text(f"webhooks:\n  noc:\n    url: {receiver}\n    secret_env: NOC_SECRET\n"
                       f"  soc:\n    url: {receiver}\n    secret_env: SOC_SECRET\n")
     monkeypatch.setenv("NOC_SECRET", "from-the-environment")
     monkeypatch.delenv("SOC_SECRET", raising=False)
     KeyPair.generate().save(tmp_path / "w.key")
-    node = build_node(Settings(db_path=tmp_path / "w.db", dev_mode=True, policy_path=policy))
+    with caplog.at_level(logging.WARNING, logger="netimmune.wiring"):
+        node = build_node(Settings(db_path=tmp_path / "w.db", dev_mode=True, policy_path=policy))
     assert node.webhook_secrets == {"noc": "from-the-environment"}
     assert isinstance(node.webhook_sender, HttpWebhookSender)
+    assert [r.getMessage() for r in caplog.records if r.name == "netimmune.wiring"] == [
+        "webhook soc: its secret variable SOC_SECRET is not set, so every delivery to it will fail"]
 
 
 def test_a_receiver_answering_a_byte_at_a_time_is_cut_off_at_the_timeout():
