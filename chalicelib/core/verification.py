@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..checks.result import CheckResult, Verdict
+from ..protocol.encoding import format_time
 from ..protocol.prefixes import IPAddress, parse_ip, special_purpose
 from .actions import run_actions
 from .node import Node
@@ -160,7 +161,7 @@ def verify(node: Node, payload: dict) -> None:
             results = node.scanner.scan(ip, rule.checks, check_options(node, ip))
             verdict = combine(results)
             summary = "; ".join(r.summary for r in results)
-        result = {"verdict": verdict, "summary": summary, "checked_at": node.clock.now().isoformat(),
+        result = {"verdict": verdict, "summary": summary, "checked_at": format_time(node.clock.now()),
                   "checks": [r.to_json() for r in results]}
         node.verifications.record_verification(verification_id, ip, category, verdict, result,
                                                REPUTATION_FACTORS.get(verdict), node.clock.now())

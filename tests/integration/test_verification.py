@@ -21,6 +21,7 @@ from chalicelib.core.delegations import install
 from chalicelib.core.ports import Role
 from chalicelib.core.verification import scope_refusal
 from chalicelib.protocol.categories import by_slug
+from chalicelib.protocol.encoding import format_time
 from chalicelib.protocol.keys import KeyPair
 from chalicelib.protocol.prefixes import parse_ip
 from chalicelib.protocol.report import build_report, sign_envelope
@@ -158,6 +159,7 @@ def test_confirmed_verdict_blocks_alerts_and_raises_reporter_reputation(make_nod
     run_due_jobs(node)
     case = node.reports.get_case("127.0.0.5", "port-scan")
     assert case.status == "confirmed" and case.verification["checks"][0]["verdict"] == "confirmed"
+    assert case.verification["checked_at"] == format_time(node.clock.now())   # RFC 3339 with Z, as DESIGN says
     assert case.contributions[0].reputation == 1.25
     assert [b.ip for b in node.verifications.blocklist(node.clock.now())] == ["127.0.0.5"]
     assert any("127.0.0.5" in s and "blocked" in s for s in outbox_subjects(node))
