@@ -33,10 +33,19 @@ def parse_ip(text: str) -> IPAddress:
             return IPv4Address(socket.inet_pton(socket.AF_INET, text))
         address = IPv6Address(socket.inet_pton(socket.AF_INET6, text))
     except (OSError, ValueError):
-        if "%" in text:
+        if _scoped_ipv6(text):
             raise AddressError(f"{text!r}: scoped addresses are not routable") from None
         raise AddressError(f"{text!r} is not an IPv4 or IPv6 address") from None
     return address.ipv4_mapped or address
+
+
+def _scoped_ipv6(text: str) -> bool:
+    """fe80::1%eth0 is an address with a zone, which no other host can route to; "%zz" is no address at all."""
+    address, zone, _ = text.partition("%")
+    try:
+        return bool(zone) and bool(socket.inet_pton(socket.AF_INET6, address))
+    except (OSError, ValueError):
+        return False
 
 
 def parse_prefix(text: str) -> IPNetwork:

@@ -126,3 +126,14 @@ def test_special_purpose_agrees_with_ipaddress_containment_at_every_range_edge(a
     expected = next((name for network, name in SPECIAL_PURPOSE
                      if network.version == address.version and address in network), None)
     assert special_purpose(address) == expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("fe80::1%eth0", "'fe80::1%eth0': scoped addresses are not routable"),
+    ("%zz", "'%zz' is not an IPv4 or IPv6 address"),
+    ("192.0.2.1%eth0", "'192.0.2.1%eth0' is not an IPv4 or IPv6 address"),
+])
+def test_only_an_ipv6_address_with_a_zone_is_called_scoped(text, message):
+    with pytest.raises(AddressError) as refused:
+        parse_ip(text)
+    assert str(refused.value) == message
