@@ -47,6 +47,10 @@ def _window(window_start: datetime) -> str:
     return repr(epoch(window_start))
 
 
+def _block_key(ip: str, category: str) -> tuple[str, str]:
+    return BLOCKS, f"{ip}#{category}"
+
+
 class DynamoDBVerificationStore:
     def __init__(self, client, table_name: str, reputation_floor: float = 0.05, reputation_ceiling: float = 2.0):
         self.table = DynamoDBTable(client, table_name)
@@ -147,14 +151,17 @@ class DynamoDBVerificationStore:
     # -- blocklist -------------------------------------------------------------------------------
     def block(self, entry: Block) -> None:
         """A later expiry wins; reason and score are always the latest."""
-        sk, until = f"{entry.ip}#{entry.category}", epoch(entry.until)
+        key, until = _block_key(entry.ip, entry.category), epoch(entry.until)
         details = {"reason": entry.reason, "score": float(entry.score)}
         if self.table.update(
-                BLOCKS, sk, "SET #ip = :ip, #category = :category, #until = :until, #expires_at = :end, "
+                *key, "SET #ip = :ip, #category = :category, #until = :until, #expires_at = :end, "
                 "#reason = :reason, #score = :score", "attribute_not_exists(#until) OR #until < :until",
                 {"ip": entry.ip, "category": entry.category, "until": until, "end": int(until) + 1,
                  **details}) is None:
-            self.table.update(BLOCKS, sk, "SET #reason = :reason, #score = :score", values=details)
+            self.table.update(*key, "SET #reason = :reason, #score = :score", values=details)
+
+    def unblock(self, ip: str, category: str) -> None:
+        self.table.delete(*_block_key(ip, category))
 
     def blocklist(self, now: datetime) -> list[Block]:
         cutoff = epoch(now)

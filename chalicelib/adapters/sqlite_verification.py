@@ -161,6 +161,10 @@ class SQLiteVerificationStore:
                          "until = MAX(until, excluded.until), reason = excluded.reason, score = excluded.score",
                          (entry.ip, entry.category, _epoch(entry.until), entry.reason, entry.score))
 
+    def unblock(self, ip: str, category: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM blocks WHERE ip = ? AND category = ?", (ip, category))
+
     def blocklist(self, now: datetime) -> list[Block]:
         rows = self.db.connection.execute("SELECT ip, category, until, reason, score FROM blocks WHERE until > ? "
                                           "ORDER BY ip, category", (_epoch(now),))

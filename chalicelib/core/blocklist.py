@@ -79,17 +79,23 @@ def _entries(blocks: Iterable[Block], query: FeedQuery) -> dict[str, list[Block]
 
 
 def _nft(entries: dict[str, list[Block]]) -> str:
-    """An nftables file defining two interval sets a ruleset can match against (`ip saddr @blocklist_v4`)."""
-    lines = ["# netimmune blocklist: load with `nft -f FILE`; match with ip saddr @blocklist_v4 and",
-             "# ip6 saddr @blocklist_v6 in your own chains.",
+    """An nftables file that makes two interval sets exactly the blocklist, however often it is loaded.
+
+    Declaring a set that exists changes nothing, and a declaration's elements are only added to it, so the
+    file declares the table and sets (which creates them on a fresh firewall), flushes the sets and adds the
+    entries: `nft -f` applies the file as one transaction, so no packet ever sees a set half loaded. A set is
+    seen only from its own table; the operator's chains there survive a reload, as the table is never deleted.
+    """
+    lines = ["# netimmune blocklist: `nft -f FILE` makes the sets exactly this list; match with",
+             "# ip saddr @blocklist_v4 and ip6 saddr @blocklist_v6 in chains you add to table inet netimmune.",
              "table inet netimmune {"]
     for version, kind in ((4, "ipv4_addr"), (6, "ipv6_addr")):
+        lines += [f"\tset blocklist_v{version} {{", f"\t\ttype {kind}", "\t\tflags interval", "\t}"]
+    lines += ["}", "flush set inet netimmune blocklist_v4", "flush set inet netimmune blocklist_v6"]
+    for version in (4, 6):
         members = [name for name in entries if ipaddress.ip_network(name).version == version]
-        lines += [f"\tset blocklist_v{version} {{", f"\t\ttype {kind}", "\t\tflags interval"]
-        if members:
-            lines.append(f"\t\telements = {{ {', '.join(members)} }}")
-        lines.append("\t}")
-    lines.append("}")
+        if members:  # `{ }` is a syntax error: an empty set is just flushed
+            lines.append(f"add element inet netimmune blocklist_v{version} {{ {', '.join(members)} }}")
     return "\n".join(lines) + "\n"
 
 

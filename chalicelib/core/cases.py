@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from ..protocol.categories import UnknownCategory, by_slug
 from ..protocol.encoding import format_time
 from .errors import BadRequest, NotFound
 from .node import Node
@@ -55,7 +56,15 @@ def cases_for(node: Node, ip_text: str) -> list[dict]:
 
 
 def resolve(node: Node, ip_text: str, category: str) -> dict:
+    """The operator says the case is dealt with, so its block ends now, not when it would expire; a later
+    confirmed verdict blocks again. The case is resolved first: if lifting the block fails, resolving again
+    (idempotent) finishes it."""
     ip = str(parse_target(ip_text, dev_mode=True))
+    try:
+        by_slug(category)
+    except UnknownCategory as exc:
+        raise BadRequest(str(exc), code="bad_category") from None
     if not node.reports.set_case_status(ip, category, "resolved"):
         raise NotFound(f"no case for {ip} in category {category}")
+    node.verifications.unblock(ip, category)
     return {"ip": ip, "category": category, "status": "resolved"}

@@ -280,6 +280,9 @@ class VerificationStore(Protocol):
     def block(self, entry: Block) -> None:
         """Put ip on the blocklist until entry.until (a later expiry wins)."""
 
+    def unblock(self, ip: str, category: str) -> None:
+        """End the block of ip for category now, if there is one: a later block starts afresh, with its own expiry."""
+
     def blocklist(self, now: datetime) -> list[Block]: ...
 
     def count_alert(self, window_start: datetime) -> int:

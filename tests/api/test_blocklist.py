@@ -12,6 +12,7 @@ import pytest
 from chalicelib.core.ports import Block
 from tests.conftest import NOW
 
+NFT = shutil.which("nft") or "/usr/sbin/nft"
 BLOCKS = [
     Block("127.0.0.5", "open-proxy", NOW + timedelta(days=7), "open-proxy confirmed", 10.0),
     Block("127.0.0.6", "spam", NOW + timedelta(days=1), "spam reported", 2.0),
@@ -80,8 +81,7 @@ def test_if_none_match_compares_weakly_and_takes_a_list_or_a_star(blocked, if_no
 def test_nftables_file_passes_nft_check_mode(blocked, tmp_path):
     path = tmp_path / "blocklist.nft"
     path.write_bytes(get(blocked, "?format=nft").body)
-    result = subprocess.run([shutil.which("nft") or "/usr/sbin/nft", "-c", "-f", str(path)],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run([NFT, "-c", "-f", str(path)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert "127.0.0.5" in path.read_text() and "2001:db8::2" in path.read_text()
 
@@ -90,9 +90,34 @@ def test_empty_nftables_file_is_still_valid(api, tmp_path):
     path = tmp_path / "empty.nft"
     path.write_bytes(api.client.http.get("/v1/blocklist?format=nft", headers={
         "Authorization": f"Bearer {api.token('appliance')}"}).body)
-    result = subprocess.run([shutil.which("nft") or "/usr/sbin/nft", "-c", "-f", str(path)],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run([NFT, "-c", "-f", str(path)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
+
+
+def nft_sets_after_loading(*paths) -> dict[str, list[str]]:
+    """Load the files in order with `nft -f`, in a network namespace of their own (so as a user, and without
+    touching the host's firewall); the elements of each set of table inet netimmune then."""
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode:
+        pytest.skip("cannot create a user and network namespace (unshare -rn) to load nft files in")
+    script = " && ".join(f'{NFT} -f "${index}"' for index in range(1, len(paths) + 1))
+    result = subprocess.run(["unshare", "-rn", "sh", "-c", f"{script} && {NFT} -j list table inet netimmune", "sh",
+                             *map(str, paths)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return {entry["set"]["name"]: [element if isinstance(element, str) else
+                                   f"{element['prefix']['addr']}/{element['prefix']['len']}"
+                                   for element in entry["set"].get("elem", [])]
+            for entry in json.loads(result.stdout)["nftables"] if "set" in entry}
+
+
+def test_loading_a_newer_nft_feed_drops_what_it_no_longer_lists(blocked, tmp_path):
+    """On a fresh firewall, then again over the first load: the second file's list wins."""
+    everything, only_spam = tmp_path / "everything.nft", tmp_path / "spam.nft"
+    everything.write_bytes(get(blocked, "?format=nft&aggregate=64").body)
+    only_spam.write_bytes(get(blocked, "?format=nft&category=spam").body)
+    assert nft_sets_after_loading(everything) == {"blocklist_v4": ["127.0.0.5", "127.0.0.6"],
+                                                  "blocklist_v6": ["2001:db8::/64"]}
+    assert nft_sets_after_loading(everything, only_spam, only_spam) == {"blocklist_v4": ["127.0.0.6"],
+                                                                       "blocklist_v6": []}
 
 
 @pytest.mark.parametrize("query,code", [("?format=pdf", "bad_format"), ("?category=nope", "bad_category"),

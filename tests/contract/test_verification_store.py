@@ -181,6 +181,17 @@ def test_blocks_expire_and_a_later_expiry_wins(verification_store):
     assert [b.ip for b in verification_store.blocklist(NOW + timedelta(hours=2))] == ["127.0.0.5"]
 
 
+def test_unblocking_lifts_one_address_and_category_and_a_later_block_starts_afresh(verification_store):
+    verification_store.block(Block("127.0.0.5", "spam", NOW + timedelta(days=7), "spam confirmed", 3.0))
+    verification_store.block(Block("127.0.0.5", "ddos", NOW + timedelta(days=7), "ddos confirmed", 1.0))
+    verification_store.unblock("127.0.0.5", "spam")
+    verification_store.unblock("127.0.0.6", "spam")   # nothing to lift
+    assert [(b.ip, b.category) for b in verification_store.blocklist(NOW)] == [("127.0.0.5", "ddos")]
+    verification_store.block(Block("127.0.0.5", "spam", NOW + timedelta(hours=1), "spam confirmed", 4.0))
+    assert [(b.category, b.until) for b in verification_store.blocklist(NOW)] == [
+        ("ddos", NOW + timedelta(days=7)), ("spam", NOW + timedelta(hours=1))]   # not the lifted block's expiry
+
+
 def test_alert_counts_and_digests_are_per_window(verification_store):
     assert [verification_store.count_alert(NOW) for _ in range(3)] == [1, 2, 3]
     assert verification_store.count_alert(NOW + timedelta(minutes=15)) == 1

@@ -174,6 +174,19 @@ def test_refuted_verdict_lowers_reporter_reputation_and_blocks_nothing(make_node
     assert node.verifications.blocklist(node.clock.now()) == []
 
 
+def test_resolving_lifts_the_block_until_a_later_confirmed_verdict_blocks_again(make_node):
+    node = scripted_node(make_node, Verdict.CONFIRMED)
+    intake.submit(node, [report()])
+    run_due_jobs(node)
+    cases.resolve(node, "127.0.0.5", "port-scan")
+    assert node.verifications.blocklist(node.clock.now()) == []
+    node.clock.moment = NOW + timedelta(minutes=11)   # past the scan cool-down
+    intake.submit(node, [report(observed=node.clock.moment)])
+    run_due_jobs(node)
+    assert node.scanner.scans == 2
+    assert [b.ip for b in node.verifications.blocklist(node.clock.now())] == ["127.0.0.5"]
+
+
 def test_a_verify_job_delivered_twice_records_and_acts_once(make_node):
     node = scripted_node(make_node, Verdict.CONFIRMED)
     intake.submit(node, [report()])
