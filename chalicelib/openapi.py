@@ -110,7 +110,7 @@ PATHS = {
         "post": _op("Grant a sub-delegation; returns it with the chain from the root",
                     {"201": _json({"type": "object", "properties": {"delegation": _ref("Delegation"),
                                                                     "chain": _ref("Chain")}}, "granted"),
-                     **_errors(400, 401, 403, 413, 415, 422)}, admin=True, body=_ref("Grant")),
+                     **_errors(400, 401, 403, 409, 413, 415, 422)}, admin=True, body=_ref("Grant")),
         "get": _op("Delegations held and granted",
                    {"200": _json({"type": "object"}, "held and granted"), **_errors(401, 403)}, admin=True)},
     "/v1/delegations/held": {"put": _op(

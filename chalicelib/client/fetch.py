@@ -24,7 +24,8 @@ import ssl
 
 import httpx
 
-from ..protocol.prefixes import IPAddress, special_purpose
+from ..protocol.delegation import endpoint_refusal, ip_literal, refused_address
+from ..protocol.prefixes import IPAddress
 
 TIMEOUT = 10.0                      # seconds for one request, from the name lookup to the answer's last byte
 MAX_ANSWER_BYTES = 2 * 1024 * 1024  # a batch answer for 1,000 reports is about 300 KiB
@@ -59,13 +60,6 @@ def _tls() -> ssl.SSLContext:
     return httpx.create_ssl_context()  # loading the CA bundle is the slow part of making a client
 
 
-def _address(host: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
-
-
 class Fetcher:
     """The rules and limits of one reporter's requests. It keeps no connection open between requests, so one
     fetcher may be shared (resolver, submitter, RDAP) and needs no closing."""
@@ -97,19 +91,16 @@ class Fetcher:
             loop.close()
 
     def check_endpoint(self, url: str) -> None:
-        """Refuse `url` by its text: a scheme other than https, or an address in it that is not global.
-        A host name is judged when a request resolves it."""
+        """Refuse `url` by its text (protocol.delegation.endpoint_refusal, the rule a node grants by): a scheme
+        other than https, or an address in it that is not global. A host name is judged when a request
+        resolves it."""
         try:
             parts = httpx.URL(url)
         except httpx.InvalidURL:
             raise self._refusal(url, "it is not a URL") from None
-        if parts.scheme != "https" and not (self.allow_local and parts.scheme == "http"):
-            raise self._refusal(url, "it is not https")
-        if not parts.host:
-            raise self._refusal(url, "it has no host")
-        address = _address(parts.host)
-        if address is not None:
-            self._check_address(url, address)
+        why = endpoint_refusal(parts.scheme, parts.host, self.allow_local)
+        if why:
+            raise self._refusal(url, why)
 
     async def _request(self, method: str, url: str, json, headers: dict, timeout: float) -> httpx.Response:
         async with asyncio.timeout(timeout):
@@ -128,7 +119,7 @@ class Fetcher:
         """Every address of the host, each checked: one private address among public ones is refused too,
         since the connection could go to any of them."""
         host = target.raw_host.decode("ascii")
-        address = _address(target.host)
+        address = ip_literal(target.host)
         if address is not None:
             return [address]
         try:
@@ -140,11 +131,10 @@ class Fetcher:
             self._check_address(url, address, host)
         return addresses
 
-    def _check_address(self, url: str, address: IPAddress, host: str | None = None) -> None:
-        name = None if self.allow_local else special_purpose(address)
+    def _check_address(self, url: str, address: IPAddress, host: str) -> None:
+        name = refused_address(address, self.allow_local)
         if name:
-            what = f"{host} resolves to {address}, which is" if host else f"{address} is"
-            raise self._refusal(url, f"{what} special-purpose space ({name})")
+            raise self._refusal(url, f"{host} resolves to {address}, which is special-purpose space ({name})")
 
     @staticmethod
     def _refusal(url: str, why: str) -> FetchError:

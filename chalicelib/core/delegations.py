@@ -1,19 +1,21 @@
 """Granting space to children, installing what a parent granted us, revoking and listing.
 
 Revoking stops this node from referring the space; the signed document itself stays valid until its
-not_after, which is why grants are short-lived and renewed (as RPKI certificates are).
+not_after, which is why grants are short-lived and renewed (as RPKI certificates are). Granting the same
+prefix to the same holder again renews it: a new serial, and the endpoint and validity given this time.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
-from ..protocol.delegation import (ChainError, Delegation, MalformedDelegation, check_endpoint, issue_delegation,
-                                   validate_chain)
+from ..protocol.delegation import (ChainError, Delegation, MalformedDelegation, check_endpoint, endpoint_refusal,
+                                   issue_delegation, validate_chain)
 from ..protocol.keys import InvalidKey, parse_public_key
-from ..protocol.prefixes import contains
-from .errors import BadRequest, Forbidden, NotFound, Unprocessable
+from ..protocol.prefixes import IPNetwork, contains
+from .errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from .node import Node
 from .ports import DelegationMatch, Role, StaleDelegation
 from .targets import parse_space
@@ -31,24 +33,59 @@ def grant(node: Node, prefix_text: str, holder: str, endpoint: str, days: int | 
         raise BadRequest("a node cannot delegate to itself")
     if days is not None and (not isinstance(days, int) or isinstance(days, bool) or not 0 < days <= 3660):
         raise BadRequest("days must be a whole number from 1 to 3660")
+    _refuse_unreachable(node, endpoint)
     now = node.clock.now()
     not_after = now + timedelta(days=days or node.settings.grant_days)
     parent_chain: list[dict] = []
     if node.is_root:
-        _refuse_unanchored(node)
+        refuse_unanchored(node)
     else:
         parent = _held_parent(node, prefix)
         not_after = min(not_after, parent.delegation.not_after)
         parent_chain = parent.chain
+    _refuse_granted_elsewhere(node, prefix, holder)
     delegation = issue_delegation(node.key, prefix, holder, endpoint, node.delegations.next_serial(prefix),
                                   now, not_after)
     node.delegations.save_delegations(Role.GRANTED, [delegation])
     return [*parent_chain, delegation.document]
 
 
-def _refuse_unanchored(node: Node) -> None:
-    """A node without a trust anchor signs as a root; one that holds space from a root is not one, and a grant
-    it signed as if it were would start a chain no client trusts."""
+def _refuse_unreachable(node: Node, endpoint: str) -> None:
+    """A delegation whose endpoint every reporter refuses hands the child's space to nobody. A dev-mode node
+    serves a test tree, whose reporters run in dev mode too, so it grants plain http and loopback."""
+    parts = urlsplit(endpoint)
+    why = endpoint_refusal(parts.scheme, parts.hostname, node.settings.dev_mode)
+    if why:
+        raise Unprocessable(f"reporters refuse the endpoint {endpoint}: {why}; only a dev-mode node (--dev, "
+                            "NETIMMUNE_DEV_MODE=1) grants one, for test trees", code="unsafe_endpoint")
+
+
+def _refuse_granted_elsewhere(node: Node, prefix: IPNetwork, holder: str) -> None:
+    """Each address is granted to one holder at most. Another holder's chain over the same addresses would
+    validate just as well, so reporters would follow whichever referral they met first; the space must be
+    revoked before it changes hands. Grants to the same holder may overlap (a renewal, a wider or narrower
+    grant): no address changes hands. A grant past its not_after still counts, as it is still referred."""
+    taken = [m.delegation for m in node.delegations.list_delegations(Role.GRANTED)
+             if m.delegation.holder != holder
+             and (contains(m.delegation.prefix, prefix) or contains(prefix, m.delegation.prefix))]
+    if not taken:
+        return
+    first = taken[0]
+    if first.prefix == prefix:
+        where = f"{prefix} is"
+    elif contains(first.prefix, prefix):
+        where = f"{prefix} lies inside {first.prefix},"
+    else:
+        where = f"{prefix} contains {first.prefix},"
+    others = len(taken) - 1
+    more = f" (and {others} more grant{'s' if others > 1 else ''}); revoke those" if others else "; revoke that"
+    raise Conflict(f"{where} granted to {first.holder}{more} first", code="granted_elsewhere")
+
+
+def refuse_unanchored(node: Node) -> None:
+    """A node without a trust anchor acts as a root; one that holds space from a root is not one. A grant it
+    signed would start a chain no client trusts, and served it would call itself the root and weigh reporters'
+    credentials against its own key."""
     held = node.delegations.list_delegations(Role.HELD)
     if held:
         root = held[0].chain[0]["delegation"]["issuer"] if held[0].chain else held[0].delegation.issuer

@@ -5,6 +5,8 @@ link failed and why, the way an RPKI validator reports a rejected object.
 """
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,11 +16,14 @@ from urllib.parse import urlsplit
 
 from .encoding import EncodingError, format_time, parse_time
 from .keys import InvalidKey, KeyPair, parse_public_key
-from .prefixes import AddressError, IPNetwork, contains, parse_prefix
+from .prefixes import AddressError, IPAddress, IPNetwork, contains, parse_prefix, special_purpose
 from .signing import sign_object, signature_problem
 
 MAX_CHAIN_DEPTH = 8
 FIELDS = ("prefix", "holder", "endpoint", "issuer", "serial", "not_before", "not_after")
+_BLANK = re.compile(r"[\x00-\x20\x7f]")
+_AUTHORITY = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(?P<port>[0-9]{1,5}))?")
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
 
 
 class MalformedDelegation(ValueError):
@@ -47,13 +52,73 @@ class Delegation:
 
 
 def check_endpoint(endpoint: Any) -> str:
-    """An absolute http(s) URL with a host and no query or fragment: the base of a node's /v1 API."""
+    """The base of a node's /v1 API: an absolute http(s) URL with nothing a client would have to interpret
+    (credentials, a query or fragment before the /v1/... it appends), and a host written so plainly that the node
+    that signs it and every client that connects to it read the same one."""
     if not isinstance(endpoint, str):
         raise MalformedDelegation("endpoint must be a URL string")
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise MalformedDelegation(f"endpoint {endpoint!r} must be an http(s) URL with a host and no query")
+    problem = _endpoint_form_problem(endpoint)
+    if problem:
+        raise MalformedDelegation(f"endpoint {endpoint!r} {problem}")
     return endpoint.rstrip("/")
+
+
+def _endpoint_form_problem(endpoint: str) -> str | None:
+    if _BLANK.search(endpoint):
+        return "must have no spaces or control characters"  # urlsplit drops tabs and newlines, httpx refuses them
+    if "?" in endpoint or "#" in endpoint:
+        return "must have no query or fragment"
+    try:
+        parts = urlsplit(endpoint)
+    except ValueError as exc:
+        return f"is not a URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return "must be an http(s) URL"
+    if "@" in parts.netloc:
+        return "must carry no credentials"
+    authority = _AUTHORITY.fullmatch(parts.netloc)
+    if not authority or authority["port"] and not 0 < int(authority["port"]) < 65536:
+        return ("must have a host (a name of letters, digits, '.', '-' and '_', an international one in its xn-- "
+                "form, or an IP address) and a port from 1 to 65535 if any")
+    return _host_problem(authority["host"])
+
+
+def _host_problem(host: str) -> str | None:
+    """An IP literal in its one standard spelling: resolvers also read 127.1, 2130706433 or 0x7f000001 as
+    addresses, which an address check on the text would take for names."""
+    if host.startswith("["):
+        return None if isinstance(ip_literal(host[1:-1]), ipaddress.IPv6Address) else "has a bad IPv6 address"
+    if _NUMERIC_LABEL.fullmatch(host.removesuffix(".").rpartition(".")[2]) and ip_literal(host) is None:
+        return "must write an IPv4 address as four decimal numbers (192.0.2.1)"
+    return None
+
+
+def ip_literal(host: str) -> IPAddress | None:
+    """The address a URL's host (without brackets) spells, or None for a name."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def refused_address(address: IPAddress, allow_local: bool) -> str | None:
+    """The special-purpose range that keeps reporters from sending to address (see endpoint_refusal)."""
+    return None if allow_local else special_purpose(address)
+
+
+def endpoint_refusal(scheme: str, host: str | None, allow_local: bool) -> str | None:
+    """Why reporters will not send to an endpoint, judged by its text, or None. Reports go over https (DESIGN.md
+    §2) to global addresses only: a delegation's endpoint is whatever its issuer signed, and must not steer
+    reporters to a cloud's metadata service or into their own network. A host name is judged when a client
+    resolves it. `allow_local` (dev mode) lifts both rules, for test trees on loopback. The client applies
+    this before every request and a node before it signs a grant, so a node never signs what reporters refuse."""
+    if scheme != "https" and not (allow_local and scheme == "http"):
+        return "it is not https"
+    if not host:
+        return "it has no host"
+    address = ip_literal(host)
+    name = None if address is None else refused_address(address, allow_local)
+    return f"{address} is special-purpose space ({name})" if name else None
 
 
 def parse_delegation(document: Any) -> Delegation:
