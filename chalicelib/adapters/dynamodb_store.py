@@ -28,13 +28,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..core.ports import DelegationMatch, Role, StaleDelegation
+from ..core.ports import DelegationMatch, Role, StaleDelegation, StoredToken
 from ..protocol.delegation import Delegation
 from ..protocol.encoding import format_time, parse_time
 from ..protocol.prefixes import IPAddress, IPNetwork
-from .dynamodb_table import DynamoDBTable, Key, epoch
+from .dynamodb_table import DynamoDBTable, Key, epoch, moment
 
 LENGTHS = ("DELEGATION", "LENGTHS")
+TOKENS = "TOKENS"
 _BITS = {4: 32, 6: 128}
 
 Triple = tuple[int, int, Role]  # (family, prefix length, role)
@@ -188,13 +189,21 @@ class DynamoDBDelegationStore:
 
 
 class DynamoDBTokenStore:
+    """All tokens in one partition, keyed by their hash: a node has few, and `token list` is then one Query."""
+
     def __init__(self, client, table_name: str):
         self.table = DynamoDBTable(client, table_name)
 
     def save_token(self, token_hash: str, role: str, label: str, created: datetime) -> None:
-        self.table.put({"pk": f"TOKEN#{token_hash}", "sk": "TOKEN", "role": role, "label": label,
-                        "created": epoch(created)})
+        self.table.put({"pk": TOKENS, "sk": token_hash, "role": role, "label": label, "created": epoch(created)})
 
     def token_role(self, token_hash: str) -> str | None:
-        item = self.table.get(f"TOKEN#{token_hash}", "TOKEN")
+        item = self.table.get(TOKENS, token_hash)
         return item["role"] if item else None
+
+    def list_tokens(self) -> list[StoredToken]:
+        return [StoredToken(item["sk"], item["role"], item["label"], moment(item["created"]))
+                for item in self.table.query(TOKENS)]
+
+    def delete_token(self, token_hash: str) -> bool:
+        return self.table.delete(TOKENS, token_hash)

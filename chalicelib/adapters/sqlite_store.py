@@ -13,9 +13,9 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from ..core.ports import DelegationMatch, Role, StaleDelegation
+from ..core.ports import DelegationMatch, Role, StaleDelegation, StoredToken
 from ..protocol.delegation import Delegation
-from ..protocol.encoding import format_time
+from ..protocol.encoding import format_time, parse_time
 from ..protocol.prefixes import IPAddress, IPNetwork, address_range
 from .sqlite_db import SQLiteDatabase
 
@@ -245,3 +245,11 @@ class SQLiteTokenStore:
         row = self.db.connection.execute("SELECT role FROM tokens WHERE token_hash = ?",
                                          (token_hash,)).fetchone()
         return row[0] if row else None
+
+    def list_tokens(self) -> list[StoredToken]:
+        rows = self.db.connection.execute("SELECT token_hash, role, label, created FROM tokens")
+        return [StoredToken(token_hash, role, label, parse_time(created)) for token_hash, role, label, created in rows]
+
+    def delete_token(self, token_hash: str) -> bool:
+        with self.db.transaction() as conn:
+            return conn.execute("DELETE FROM tokens WHERE token_hash = ?", (token_hash,)).rowcount > 0

@@ -82,10 +82,25 @@ class DelegationStore(Protocol):
     def next_serial(self, prefix: IPNetwork) -> int: ...
 
 
+class StoredToken(NamedTuple):
+    """A token as stored: only its hash, so a listing can never show the token itself."""
+
+    token_hash: str
+    role: str
+    label: str
+    created: datetime
+
+
 class TokenStore(Protocol):
     def save_token(self, token_hash: str, role: str, label: str, created: datetime) -> None: ...
 
     def token_role(self, token_hash: str) -> str | None: ...
+
+    def list_tokens(self) -> list[StoredToken]:
+        """Every token, in no particular order."""
+
+    def delete_token(self, token_hash: str) -> bool:
+        """True when there was such a token; from then on it is refused."""
 
 
 class Clock(Protocol):
