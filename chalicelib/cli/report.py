@@ -4,6 +4,7 @@
     report --bulk abuseipdb-bulk-report.csv
     report init --root-url URL --root-key KEY --org "Example" --contact abuse@example.net
     report status REPORT_ID
+    report credentials FILE
 """
 from __future__ import annotations
 
@@ -17,16 +18,18 @@ from pathlib import Path
 import click
 
 from ..client.bulk import BulkError, BulkImport
-from ..client.config import ConfigError, ReporterConfig, check_base_url, check_root_key, config_dir, parse_smtp
+from ..client.config import (ConfigError, ReporterConfig, check_base_url, check_root_key, config_dir, parse_smtp,
+                             read_credentials)
 from ..client.fetch import Fetcher, FetchError, json_object
 from ..client.resolver import Resolution, Resolver
 from ..client.submitter import DeliveryError, Submitter, refusal
 from ..protocol.categories import CATEGORIES, by_slug
 from ..protocol.delegation import parse_delegation
 from ..protocol.encoding import EncodingError, parse_time
+from ..protocol.endorsement import Standing, evaluate_credentials
 from ..protocol.keys import KeyPair
 from ..protocol.prefixes import AddressError, parse_ip
-from ..protocol.report import MAX_EVIDENCE_BYTES, Evidence, build_report, sign_envelope
+from ..protocol.report import MAX_EVIDENCE_BYTES, MAX_TEXT, Evidence, build_report, sign_envelope
 from .common import CommandError, json_errors, print_json, usage_error
 
 EXIT_NO_OWNER = 3
@@ -106,10 +109,9 @@ def read_evidence(files: tuple[Path, ...]) -> tuple[Evidence, ...]:
         payload = sys.stdin.buffer.read(MAX_EVIDENCE_BYTES + 1)
         if payload:
             items.append(Evidence("text/plain", payload, "standard input"))
-    size = sum(len(item.payload) for item in items)
-    if size > MAX_EVIDENCE_BYTES:
-        raise CommandError(f"evidence is {size} bytes; a report carries at most {MAX_EVIDENCE_BYTES} "
-                           "(256 KiB): pass the relevant lines only", code="evidence_too_large")
+    if sum(len(item.payload) for item in items) > MAX_EVIDENCE_BYTES:   # stdin was read only this far
+        raise CommandError(f"evidence exceeds the limit of {MAX_EVIDENCE_BYTES:,} bytes (256 KiB) a report may "
+                           "carry: pass the relevant lines only", code="evidence_too_large")
     return tuple(items)
 
 
@@ -188,9 +190,11 @@ def send(ip, port, comment, observed, evidence_files, dry_run, as_json, root_url
     First run:  report init --root-url URL --root-key KEY --org ORG --contact EMAIL
     Then:       report --open-proxy 198.51.100.7 < logfile
     Follow up:  report status REPORT_ID
+    A rank:     report credentials FILE   (what your NOC's `netimmune endorse` wrote for your key)
     Exit codes: 0 delivered (or mailed to the RDAP abuse contact), 1 refused or unreachable, 2 a mistake in
     the command line, 3 no owner found.
-    With --json, errors too are JSON on stdout: {"error": {"code": …, "message": …}}.
+    With --json, errors too are JSON on stdout: {"error": {"code": …, "message": …}}, with "status" and
+    "retry_after" beside "error" when a node refused.
     """
     category = click.get_current_context().meta.get(CHOSEN_CATEGORY)
     if bulk_file is not None:
@@ -213,6 +217,9 @@ def send(ip, port, comment, observed, evidence_files, dry_run, as_json, root_url
         return show_owner(submitter, ip, as_json)
     if category is None:
         raise usage_error("say what the address did, e.g. --open-proxy (see report --help for all categories)")
+    if comment and len(comment) > MAX_TEXT:
+        raise usage_error(f"--comment has {len(comment):,} characters; a report's comment may have at most "
+                          f"{MAX_TEXT:,}", code="comment_too_long")
     try:
         when = parse_time(observed) if observed else datetime.now(timezone.utc)
     except EncodingError as exc:
@@ -239,11 +246,19 @@ def send(ip, port, comment, observed, evidence_files, dry_run, as_json, root_url
             click.echo(f"warning: credentials not accepted: {delivery.answer['credentials_ignored']}", err=True)
 
 
+def signing_key(config: ReporterConfig) -> KeyPair:
+    try:
+        return KeyPair.load(config.key_file)
+    except (ValueError, OSError) as exc:
+        raise CommandError(str(exc), code="config") from None
+
+
 def reporter_key(config: ReporterConfig) -> tuple[KeyPair, list]:
     """The key that signs, and the credentials that give it a rank."""
+    key = signing_key(config)
     try:
-        return KeyPair.load(config.key_file), config.credentials()
-    except (ValueError, OSError) as exc:
+        return key, config.credentials()
+    except ConfigError as exc:
         raise CommandError(str(exc), code="config") from None
 
 
@@ -310,18 +325,20 @@ def fall_back_to_rdap(report: dict, config: ReporterConfig, http: Fetcher, rdap_
 
 
 def delivery_failed(error: DeliveryError) -> CommandError:
+    """With --json, the node's status and Retry-After go beside the error, when a node refused."""
+    details = {"status": error.status, "retry_after": error.retry_after}
     return CommandError(error.message, code=error.kind, exit_code=EXIT_NO_OWNER if error.kind == "no_owner" else 1,
-                        details={"status": error.status, "retry_after": error.retry_after})
+                        details={name: value for name, value in details.items() if value is not None})
 
 
 def show_owner(submitter: Submitter, ip: str, as_json: bool) -> None:
     try:
         resolution = submitter.owner(ip)
     except DeliveryError as exc:
-        if as_json and exc.resolution is not None:
-            print_json(resolution_json(exc.resolution))
-            sys.exit(EXIT_NO_OWNER)
-        raise delivery_failed(exc) from None
+        refused = delivery_failed(exc)
+        if exc.resolution is not None:   # what the tree answered (nobody): the finding of a dry run
+            refused.details["resolution"] = resolution_json(exc.resolution)
+        raise refused from None
     if as_json:
         print_json(resolution_json(resolution))
         return
@@ -340,8 +357,9 @@ def show_owner(submitter: Submitter, ip: str, as_json: bool) -> None:
 @click.option("--domain", default="", help="your domain")
 @click.option("--smtp", "smtp", help="HOST[:PORT] of a mail server for reports to owners not on netimmune "
               "(without it they are written as .eml files for you to send)")
-@click.option("--credentials", "credentials_file", type=click.Path(exists=True, dir_okay=False),
-              help="a chain + endorsement that gives your key a rank (from your NOC)")
+@click.option("--credentials", "credentials_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="the credentials that give your key a rank, from your NOC's `netimmune endorse` (your key must "
+                   "exist already: otherwise use `report credentials FILE` once init has made it)")
 @click.option("--dev", is_flag=True, help="dev mode, kept in the configuration: nodes and RDAP servers may be "
               "plain http and on loopback or private addresses, for test trees")
 @config_option
@@ -360,16 +378,56 @@ def init(root_url, root_key, org, contact, domain, smtp, credentials_file, dev, 
     try:
         config = ReporterConfig(root_url, checked_option("--root-key", check_root_key, root_key), str(key_file),
                                 {"org": org, "contact": contact, "domain": domain},
-                                str(Path(credentials_file).resolve()) if credentials_file else None,
+                                str(credentials_file.resolve()) if credentials_file else None,
                                 smtp_host, smtp_port, dev)
         key = KeyPair.load(key_file) if key_file.exists() else None
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    standing = checked_credentials(credentials_file, key, config.root_key, "--credentials: ") \
+        if credentials_file else None
     if key is None:    # written only once everything above is known to be right
         key = KeyPair.generate()
         key.save(key_file)
     config.save(path)
     click.echo(f"reporter key {key.public}")
+    if standing:
+        click.echo(describe_standing(standing))
+    click.echo(f"configuration written to {path}")
+
+
+def checked_credentials(path: Path, key: KeyPair | None, root_key: str, source: str = "") -> Standing:
+    """The standing a credentials file gives key under the configured root, as a node will weigh it; a file that
+    is not credentials, or gives key no rank, is refused now rather than warned about on every report."""
+    try:
+        credentials = read_credentials(path)
+    except ConfigError as exc:
+        raise usage_error(f"{source}{exc}", code="bad_credentials") from None
+    if key is None:
+        raise usage_error(f"{source}an endorsement names the key it endorses, and yours is made by this `report "
+                          "init`: run it without --credentials, have the key it prints endorsed, then run "
+                          "`report credentials FILE`", code="bad_credentials")
+    standing = evaluate_credentials(credentials, key.public, root_key, datetime.now(timezone.utc))
+    if standing.problem:
+        raise usage_error(f"{source}{path} gives {key.public} no rank: {standing.problem}", code="bad_credentials")
+    return standing
+
+
+def describe_standing(standing: Standing) -> str:
+    return f"credentials: rank {standing.rank} ({standing.org}), endorsed by {standing.endorsed_by}"
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("credentials_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@config_option
+def use_credentials(credentials_file, config_path) -> None:
+    """Sign your reports with the rank your NOC endorsed your key with: check FILE (what `netimmune endorse`
+    wrote for your key) and send it with every report from now on."""
+    path = config_path or config_dir() / "report.json"
+    config = load_config(path)
+    standing = checked_credentials(credentials_file, signing_key(config), config.root_key)
+    config.credentials_file = str(credentials_file.resolve())
+    config.save(path)
+    click.echo(describe_standing(standing))
     click.echo(f"configuration written to {path}")
 
 
@@ -424,11 +482,11 @@ def sent_to(report_id: str) -> str:
     return endpoint
 
 
-SUBCOMMANDS = {"init": init, "status": status}
+SUBCOMMANDS = {"init": init, "status": status, "credentials": use_credentials}
 
 
 def main() -> None:
-    """`report init` and `report status` are subcommands; anything else is a report to send."""
+    """`report init`, `report status` and `report credentials` are subcommands; anything else is a report to send."""
     argv = sys.argv[1:]
     if argv and argv[0] in SUBCOMMANDS:
         SUBCOMMANDS[argv[0]](args=argv[1:], prog_name=f"report {argv[0]}")

@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 from ..protocol.keys import InvalidKey, parse_public_key
 
+MAX_CREDENTIALS = 10    # signed documents a node takes beside a report
+
 
 class ConfigError(ValueError):
     """A missing or malformed reporter configuration; the message says how to fix it."""
@@ -96,10 +98,23 @@ class ReporterConfig:
         return config
 
     def credentials(self) -> list:
-        if not self.credentials_file:
-            return []
-        try:
-            doc = json.loads(Path(self.credentials_file).read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read credentials {self.credentials_file}: {exc}") from None
-        return doc.get("credentials", doc) if isinstance(doc, dict) else doc
+        return read_credentials(self.credentials_file) if self.credentials_file else []
+
+
+def read_credentials(path: str | Path) -> list:
+    """The signed documents of a credentials file: `{"credentials": [...]}` as `netimmune endorse` writes it, or
+    the bare list. Anything else is refused here: a node refuses a whole report whose credentials are not a list
+    of at most 10 documents (400), while it only ignores documents in one that do not verify."""
+    try:
+        doc = json.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read credentials {path}: {exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not a credentials file: it is not JSON ({exc})") from None
+    credentials = doc.get("credentials") if isinstance(doc, dict) else doc
+    if not (isinstance(credentials, list) and 0 < len(credentials) <= MAX_CREDENTIALS
+            and all(isinstance(document, dict) for document in credentials)):
+        raise ConfigError(f"{path} is not a credentials file: expected a list of at most {MAX_CREDENTIALS} signed "
+                          "documents, the endorser's delegation chain and its endorsement, as `netimmune endorse` "
+                          "writes them")
+    return credentials

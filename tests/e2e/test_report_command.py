@@ -130,11 +130,12 @@ def test_stale_referral_cache_is_corrected_by_a_421(tree):
     assert delivery.endpoint == tree.customer.url and delivery.status == 202
 
 
-def test_dry_run_json_for_unowned_space_prints_the_nodes_answer(tree, reporter_env):
+def test_dry_run_json_for_unowned_space_is_a_no_owner_refusal_with_the_nodes_answer(tree, reporter_env):
     result = run_report(["--dry-run", "--json", "::1"], reporter_env)
     assert result.returncode == 3, result.stderr
-    resolution = json.loads(result.stdout)
-    assert resolution["answer"] == "none" and resolution["referral"]["answer"] == "none"
+    refusal = json.loads(result.stdout)
+    assert refusal["error"]["code"] == "no_owner" and refusal["error"]["message"] in result.stderr.decode()
+    assert refusal["resolution"]["answer"] == "none" and refusal["resolution"]["referral"]["answer"] == "none"
 
 
 @pytest.mark.parametrize("args,code,exit_code", [

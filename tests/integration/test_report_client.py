@@ -20,7 +20,8 @@ from chalicelib.protocol.keys import KeyPair
 from chalicelib.protocol.report import build_report, sign_envelope
 from tests.integration.conftest import LOOPBACK, QuietHandler, serve_http
 
-ROOT_KEY = KeyPair.generate().public
+ROOT = KeyPair.generate()
+ROOT_KEY = ROOT.public
 LOCAL = Fetcher(allow_local=True)   # dev mode: the fake nodes are plain http on loopback
 REPORT_ID = "0b7c1f4e-3a57-4c1e-9d55-6a1f2b3c4d5e"
 
@@ -294,7 +295,7 @@ def test_init_dev_is_kept_and_used_without_the_variable(node, report_cli, tmp_pa
     monkeypatch.delenv("NETIMMUNE_DEV_MODE")
     node.set(404, {"answer": "none", "ttl": 60})
     result = report_cli(send, "--dry-run", "--json", "127.0.0.5")
-    assert result.exit_code == 3 and json.loads(result.stdout)["answer"] == "none"
+    assert result.exit_code == 3 and json.loads(result.stdout)["resolution"]["answer"] == "none"
 
 
 def test_an_answer_larger_than_the_cap_is_refused_without_reading_it_all(node, report_cli):
@@ -365,3 +366,171 @@ def test_a_resolution_has_one_deadline_whatever_each_request_may_take():
             resolver.resolve("127.0.0.5")
     assert time.monotonic() - started < 2
     assert refused.value.failure is Failure.UNREACHABLE
+
+
+def init_reporter(report_cli, *args):
+    """`report init` against a root nobody asks (the tests below fail before sending, or use --root-url)."""
+    result = report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY, "--dev", *args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_evidence_over_the_limit_names_the_limit_not_the_bytes_read(report_cli):
+    """stdin is read only up to one byte past the limit, so the size read is not the evidence's size."""
+    init_reporter(report_cli)
+    result = CliRunner().invoke(send, ["--spam", "127.0.0.5"], input=b"x" * 300_000, catch_exceptions=False)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("error: evidence exceeds the limit of 262,144 bytes (256 KiB) a report may "
+                                     "carry: pass the relevant lines only")
+
+
+def test_a_comment_over_the_limit_is_refused_naming_comment_before_anything_is_sent(node, report_cli):
+    init_reporter(report_cli)
+    result = report_cli(send, "--spam", "127.0.0.5", "--comment", "x" * 4097, "--json", "--root-url", node.url)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --comment has 4,097 characters; a report's comment may have at most 4,096"
+    assert json.loads(result.stdout)["error"]["code"] == "comment_too_long"
+    assert node.requests == []
+
+
+def test_dry_run_json_without_an_owner_is_a_refusal_like_the_others(node, report_cli):
+    """Exit 3, `error: …` on stderr and the error object on stdout, with what the tree answered beside it."""
+    node.set(404, {"answer": "none", "ttl": 60})
+    result = report_cli(send, "--dry-run", "--json", "127.0.0.5", "--root-url", node.url, "--root-key", ROOT_KEY)
+    assert result.exit_code == 3
+    refusal = json.loads(result.stdout)
+    assert refusal["error"]["code"] == "no_owner"
+    assert result.stderr.strip() == f"error: {refusal['error']['message']}"
+    assert refusal["resolution"]["answer"] == "none" and refusal["resolution"]["hops"] == [node.url]
+    assert set(refusal) == {"error", "resolution"}
+
+
+class RefusingOwner(QuietHandler):
+    """Answers every referral query as the owner of 127.0.0.0/8 and refuses every report with the server's
+    `refusal`: (status, headers)."""
+
+    def do_GET(self) -> None:
+        self.reply(200, {}, self.server.referral)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, headers = self.server.refusal
+        self.reply(status, headers, {"error": {"code": "slow_down" if status == 429 else "nope", "message": "no"}})
+
+    def reply(self, status: int, headers: dict, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        for name, value in {"Content-Type": "application/json", "Content-Length": str(len(data)), **headers}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.mark.parametrize("status,headers,beside", [
+    (429, {"Retry-After": "5"}, {"status": 429, "retry_after": 5}),
+    (422, {}, {"status": 422}),
+])
+def test_a_nodes_refusal_has_status_and_retry_after_beside_the_error(report_cli, status, headers, beside):
+    from tests.conftest import delegate
+
+    init_reporter(report_cli)
+    with serve_http(RefusingOwner) as server:
+        url = f"http://{LOOPBACK}:{server.server_address[1]}"
+        server.referral = {"answer": "authoritative", "ttl": 60,
+                           "chain": [delegate(ROOT, "127.0.0.0/8", KeyPair.generate(), endpoint=url).document]}
+        server.refusal = (status, headers)
+        result = report_cli(send, "--spam", "127.0.0.5", "--json", "--root-url", url)
+    assert result.exit_code == 1
+    refusal = json.loads(result.stdout)
+    assert {key: value for key, value in refusal.items() if key != "error"} == beside
+    assert refusal["error"]["code"] == ("rate_limited" if status == 429 else "rejected")
+
+
+def endorsed(reporter: str, rank: str = "noc") -> list:
+    """Credentials as `netimmune endorse` writes them: an ISP's chain from ROOT and its endorsement of reporter."""
+    from chalicelib.protocol.endorsement import issue_endorsement
+    from tests.conftest import delegate
+
+    isp = KeyPair.generate()
+    chain = [delegate(ROOT, "127.0.0.0/8", isp).document]
+    return [*chain, issue_endorsement(isp, reporter, "Example NOC", rank,
+                                      datetime.now(timezone.utc) + timedelta(days=30))]
+
+
+@pytest.mark.parametrize("content", [
+    b"1732600000.123 200 127.0.1.9 TCP_TUNNEL/200 4521 CONNECT mail.example.org:25 - HIER_DIRECT\n",
+    b'{"x": 1}', b"[]", b"[1, 2]", b'{"credentials": "noc"}', b"\xff\xfe", json.dumps([{}] * 11).encode(),
+], ids=["squid-log", "object", "empty", "numbers", "not-a-list", "not-utf8", "too-many"])
+def test_init_refuses_a_credentials_file_that_is_not_credentials(report_cli, tmp_path, content):
+    path = tmp_path / "credentials.json"
+    path.write_bytes(content)
+    result = report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY, "--dev",
+                        "--credentials", str(path))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: --credentials: {path} is not a credentials file")
+    assert not (tmp_path / "config").exists()
+
+
+def test_init_refuses_credentials_for_the_key_it_is_about_to_make(report_cli, tmp_path):
+    """An endorsement names the key it endorses, which a first `report init` has yet to make."""
+    path = tmp_path / "credentials.json"
+    path.write_text(json.dumps({"credentials": endorsed(KeyPair.generate().public)}))
+    result = report_cli(init, "--root-url", "http://127.0.0.1:9", "--root-key", ROOT_KEY, "--dev",
+                        "--credentials", str(path))
+    assert result.exit_code == 2 and "report credentials FILE" in result.stderr
+    assert not (tmp_path / "config").exists()
+
+
+def test_init_keeps_credentials_that_give_its_existing_key_a_rank(report_cli, tmp_path):
+    key = KeyPair.generate()
+    (tmp_path / "config").mkdir()
+    key.save(tmp_path / "config" / "reporter.key")
+    path = tmp_path / "credentials.json"
+    path.write_text(json.dumps({"credentials": endorsed(key.public)}))
+    result = init_reporter(report_cli, "--credentials", str(path))
+    assert "rank noc (Example NOC)" in result.stdout
+    assert json.loads((tmp_path / "config" / "report.json").read_text())["credentials_file"] == str(path)
+
+
+def test_report_credentials_attaches_a_file_to_the_configured_key(report_cli, tmp_path):
+    from chalicelib.cli.report import use_credentials
+    from chalicelib.client.config import ReporterConfig
+
+    init_reporter(report_cli)
+    config_path = tmp_path / "config" / "report.json"
+    key = KeyPair.load(tmp_path / "config" / "reporter.key")
+    path = tmp_path / "credentials.json"
+    path.write_text(json.dumps(endorsed(key.public, "trusted")))     # a bare list is credentials too
+    result = report_cli(use_credentials, str(path))
+    assert result.exit_code == 0, result.output
+    assert "rank trusted (Example NOC)" in result.stdout
+    assert ReporterConfig.load(config_path).credentials() == json.loads(path.read_text())
+
+
+def test_report_credentials_refuses_credentials_that_do_not_verify(report_cli, tmp_path):
+    from chalicelib.cli.report import use_credentials
+
+    init_reporter(report_cli)
+    config_path = tmp_path / "config" / "report.json"
+    before = config_path.read_text()
+    path = tmp_path / "credentials.json"
+    path.write_text(json.dumps(endorsed(KeyPair.generate().public)))
+    result = report_cli(use_credentials, str(path))
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith("the endorsement names another reporter key")
+    assert config_path.read_text() == before
+
+
+def test_a_credentials_file_damaged_after_init_is_refused_before_sending(node, report_cli, tmp_path):
+    key = KeyPair.generate()
+    (tmp_path / "config").mkdir()
+    key.save(tmp_path / "config" / "reporter.key")
+    path = tmp_path / "credentials.json"
+    path.write_text(json.dumps(endorsed(key.public)))
+    init_reporter(report_cli, "--credentials", str(path))
+    path.write_text('{"x": 1}')
+    result = report_cli(send, "--spam", "127.0.0.5", "--json", "--root-url", node.url)
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"]["code"] == "config"
+    assert f"{path} is not a credentials file" in result.stderr
+    assert node.requests == []
