@@ -1,30 +1,36 @@
 """A node's settings, read once from the environment (Lambda) or from CLI options (local)."""
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .protocol.delegation import check_endpoint
 from .protocol.keys import parse_public_key
 
 ENV_PREFIX = "NETIMMUNE_"
 STORES = ("sqlite", "dynamodb")
+LOCAL_HOST, LOCAL_PORT = "127.0.0.1", 8080   # where `netimmune serve` listens unless told otherwise
+FLAGS = {**dict.fromkeys(("1", "true", "t", "yes", "y", "on"), True),   # as click reads `report --dev`'s variable
+         **dict.fromkeys(("0", "false", "f", "no", "n", "off", ""), False)}
 
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 
-def _flag(value: str) -> bool:
-    return value.strip().lower() in ("1", "true", "yes", "on")
+def env_setting(name: str, env: Mapping[str, str] = os.environ) -> str | None:
+    """NETIMMUNE_<name>, or None when it is unset or empty."""
+    return env.get(ENV_PREFIX + name) or None
 
 
 @dataclass(frozen=True)
 class Settings:
     db_path: Path = Path("netimmune.db")
     key_file: Path | None = None      # default: the db path with the suffix .key
-    endpoint: str = "http://127.0.0.1:8080"
+    endpoint: str = f"http://{LOCAL_HOST}:{LOCAL_PORT}"  # public base URL: canaries and alerts name it
     trust_anchor: str | None = None   # the root key; None means this node is the root
     dev_mode: bool = False            # allows special-purpose space such as loopback
     referral_ttl: int = 3600
@@ -69,6 +75,10 @@ class Settings:
                 ("ALERT_TOPIC_ARN", self.alert_topic_arn), ("KEY_PARAMETER", self.key_parameter)) if not value]
             if missing:
                 raise SettingsError(f"{', '.join(missing)} must be set when {ENV_PREFIX}STORE is dynamodb")
+        try:   # normalised here, wherever it came from: the canary URL is endpoint + "/v1/canary/…"
+            object.__setattr__(self, "endpoint", check_endpoint(self.endpoint))
+        except ValueError as exc:
+            raise SettingsError(f"{ENV_PREFIX}ENDPOINT: {exc}") from None
         if self.trust_anchor is not None:
             try:
                 parse_public_key(self.trust_anchor)
@@ -76,8 +86,8 @@ class Settings:
                 raise SettingsError(f"{ENV_PREFIX}TRUST_ANCHOR: {exc}") from None
         for name in ("referral_ttl", "negative_ttl", "grant_days", "max_future_minutes", "max_age_days",
                      "key_rate_per_minute", "client_rate_per_minute", "half_life_hours", "max_concurrent_checks",
-                     "alerts_per_window", "alert_window_minutes"):
-            if getattr(self, name) <= 0:
+                     "alerts_per_window", "alert_window_minutes", "check_timeout"):
+            if not getattr(self, name) > 0:   # not `<= 0`, which nan passes
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
 
     @property
@@ -94,7 +104,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         def get(name: str) -> str | None:
-            return env.get(ENV_PREFIX + name) or None
+            return env_setting(name, env)
 
         def ports(name: str) -> tuple[int, ...] | None:
             raw = get(name)
@@ -110,13 +120,32 @@ class Settings:
             except ValueError:
                 raise SettingsError(f"{ENV_PREFIX}{name} must be an integer, got {raw!r}") from None
 
+        def seconds(name: str, default: float) -> float:
+            raw = get(name)
+            try:
+                value = default if raw is None else float(raw)
+                if math.isfinite(value):   # float() also reads "nan" and "inf"
+                    return value
+            except ValueError:
+                pass
+            raise SettingsError(f"{ENV_PREFIX}{name} must be a number of seconds, got {raw!r}")
+
+        def flag(name: str) -> bool:
+            """A word that is neither on nor off is a mistake, not off."""
+            raw = get(name) or ""
+            try:
+                return FLAGS[raw.strip().lower()]
+            except KeyError:
+                raise SettingsError(f"{ENV_PREFIX}{name} must be 1, true, yes or on, or 0, false, no or off, "
+                                    f"got {raw!r}") from None
+
         defaults = cls()
         return cls(
             db_path=Path(get("DB") or defaults.db_path),
             key_file=Path(get("KEY_FILE")) if get("KEY_FILE") else None,
-            endpoint=(get("ENDPOINT") or defaults.endpoint).rstrip("/"),
+            endpoint=get("ENDPOINT") or defaults.endpoint,
             trust_anchor=get("TRUST_ANCHOR"),
-            dev_mode=_flag(get("DEV_MODE") or ""),
+            dev_mode=flag("DEV_MODE"),
             referral_ttl=integer("REFERRAL_TTL", defaults.referral_ttl),
             negative_ttl=integer("NEGATIVE_TTL", defaults.negative_ttl),
             grant_days=integer("GRANT_DAYS", defaults.grant_days),
@@ -129,7 +158,7 @@ class Settings:
             proxy_ports=ports("PROXY_PORTS"), relay_ports=ports("RELAY_PORTS"), scan_ports=ports("SCAN_PORTS"),
             resolver_port=integer("RESOLVER_PORT", 0) or None,
             resolver_qname=get("RESOLVER_QNAME") or defaults.resolver_qname,
-            check_timeout=float(get("CHECK_TIMEOUT") or defaults.check_timeout),
+            check_timeout=seconds("CHECK_TIMEOUT", defaults.check_timeout),
             outbox_dir=Path(get("OUTBOX")) if get("OUTBOX") else None,
             smtp_host=get("SMTP_HOST"), smtp_port=integer("SMTP_PORT", defaults.smtp_port),
             alert_from=get("ALERT_FROM") or defaults.alert_from,

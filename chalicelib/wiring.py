@@ -92,13 +92,15 @@ def build_node(settings: Settings, clock=None) -> Node:
 
     Either way the verification store and the notifier are wrapped to count verifications and alerts."""
     clock = clock or SystemClock()
-    ports = aws_ports(settings) if settings.store == "dynamodb" else sqlite_ports(settings, clock)
-    ports["verifications"] = CountedVerifications(ports["verifications"], metrics)
-    ports["notifier"] = CountedNotifier(ports["notifier"], metrics)
+    # the key and the policy first: a node that cannot start leaves no new database behind
+    key = load_key(settings)
     policy = load_policy(settings.policy_path) if settings.policy_path else DEFAULT_POLICY
     for warning in unset_webhook_secrets(policy, os.environ):
         log.warning(warning)
-    return Node(settings=settings, key=load_key(settings), **ports, scanner=ProbeScanner(settings.max_concurrent_checks),
+    ports = aws_ports(settings) if settings.store == "dynamodb" else sqlite_ports(settings, clock)
+    ports["verifications"] = CountedVerifications(ports["verifications"], metrics)
+    ports["notifier"] = CountedNotifier(ports["notifier"], metrics)
+    return Node(settings=settings, key=key, **ports, scanner=ProbeScanner(settings.max_concurrent_checks),
                 policy=policy, clock=clock, tally=TallyRules(half_life_hours=settings.half_life_hours),
                 webhook_sender=HttpWebhookSender(), webhook_secrets=webhook_secrets(policy, os.environ))
 

@@ -1,6 +1,8 @@
 """`netimmune`: run and administer a node (keys, serve, delegate, token, policy)."""
 from __future__ import annotations
 
+import functools
+import ipaddress
 import json
 import logging
 import os
@@ -13,11 +15,13 @@ import click
 
 from ..core import delegations
 from ..core.tally import RANKS
-from ..core.tokens import ROLES, create_token
+from ..core.tokens import ROLES, create_token, list_tokens, revoke_token, token_id
+from ..protocol.delegation import check_endpoint
 from ..protocol.encoding import format_time
-from ..protocol.keys import InvalidKey, KeyPair, parse_public_key
-from ..settings import Settings
-from .common import CommandError, print_json, refusals_to_exit
+from ..protocol.endorsement import ENDORSED_RANKS
+from ..protocol.keys import KeyPair, parse_public_key
+from ..settings import LOCAL_HOST, LOCAL_PORT, Settings, SettingsError, env_setting
+from .common import CommandError, print_json, refusals_to_exit, usage_error
 
 
 KEY_OPTIONS = (
@@ -35,13 +39,14 @@ def key_options(func):
     return func
 
 
-def node_options(func):
+def node_options(func, endpoint_default: str = f"http://{LOCAL_HOST}:{LOCAL_PORT}, where serve listens by default"):
     """The options that locate a node and its trust anchor; each falls back to NETIMMUNE_* variables."""
     options = [
         *KEY_OPTIONS,
         click.option("--anchor", "trust_anchor", help="root key (ed25519:…); omit on the root itself "
                      "[env NETIMMUNE_TRUST_ANCHOR]"),
-        click.option("--endpoint", help="public base URL of this node [env NETIMMUNE_ENDPOINT]"),
+        click.option("--endpoint", help="public base URL of this node, which open-proxy canaries and alerts name "
+                     f"[env NETIMMUNE_ENDPOINT; default: {endpoint_default}]"),
         click.option("--dev", "dev_mode", is_flag=True, default=None,
                      help="allow special-purpose space such as loopback [env NETIMMUNE_DEV_MODE]"),
         click.option("--policy", "policy_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -52,32 +57,49 @@ def node_options(func):
     return func
 
 
-def settings_from(options: dict) -> Settings:
+CHECKED_OPTIONS = (("--anchor", "trust_anchor", parse_public_key), ("--endpoint", "endpoint", check_endpoint))
+
+
+def settings_from(options: dict, **overrides) -> Settings:
+    """The NETIMMUNE_* settings under the options given. A malformed value is a usage error naming the option
+    or the variable it came from: Settings, checking it again, could name only the variable."""
+    for option, name, check in CHECKED_OPTIONS:
+        if options.get(name):
+            try:
+                check(options[name])
+            except ValueError as exc:
+                raise usage_error(f"{option}: {exc}") from None
     keys = ("db_path", "key_file", "trust_anchor", "endpoint", "dev_mode", "policy_path")
-    if options.get("trust_anchor"):
-        try:
-            parse_public_key(options["trust_anchor"])
-        except InvalidKey as exc:
-            raise CommandError(f"--anchor: {exc}") from None
-    return Settings.from_env().with_overrides(**{k: options.pop(k, None) for k in keys})
+    try:
+        return Settings.from_env().with_overrides(**{k: options.pop(k, None) for k in keys}, **overrides)
+    except SettingsError as exc:
+        raise usage_error(str(exc)) from None
 
 
-def node_from(options: dict, creates_database: bool = False, **overrides):
-    """The node the options name. Only the commands that run a node (serve, worker) may create its SQLite
-    database: for any other, a missing one is a mistyped --db, not a new node.
-
-    Wiring, and every adapter with it (boto3 among them), is imported only by the commands that build a node,
-    so `--help` and `keys` start at once."""
-    from ..wiring import build_node
-
-    settings = settings_from(options).with_overrides(**overrides)
+def node_settings(options: dict, creates_database: bool = False, **overrides) -> Settings:
+    """The settings of the node the options name. Only the commands that run a node (serve, worker) may create its
+    SQLite database: for any other, a missing one is a mistyped --db, not a new node."""
+    settings = settings_from(options, **overrides)
     if settings.store == "sqlite" and not creates_database and not settings.db_path.exists():
         raise CommandError(f"no node database at {settings.db_path}; check --db (or NETIMMUNE_DB), or run "
                            "`netimmune serve` once to create the node")
+    return settings
+
+
+def build_from(settings: Settings):
+    """Wiring, and every adapter with it (boto3 among them), is imported only by the commands that build a node,
+    so `--help` and `keys` start at once."""
+    from ..wiring import build_node
+
     try:
         return build_node(settings)
     except sqlite3.Error as exc:
         raise CommandError(f"{settings.db_path} is not a usable node database: {exc}") from None
+
+
+def node_from(options: dict, creates_database: bool = False, **overrides):
+    """The node the options name (see node_settings)."""
+    return build_from(node_settings(options, creates_database, **overrides))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -111,32 +133,47 @@ def keys_show(**options) -> None:
 
 
 @main.command()
-@node_options
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@functools.partial(node_options, endpoint_default="http://HOST:PORT, where it listens; required with a wildcard "
+                   "--host such as 0.0.0.0 or ::")
+@click.option("--host", default=LOCAL_HOST, show_default=True)
+@click.option("--port", default=LOCAL_PORT, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
 @click.option("--worker/--no-worker", "with_worker", default=True, show_default=True,
               help="also run queued jobs (verification scans, alerts) in this process")
 @refusals_to_exit
 def serve(host, port, threads, with_worker, **options) -> None:
-    """Serve the node API with waitress (a production WSGI server)."""
+    """Serve the node API with waitress (a production WSGI server).
+
+    Behind a reverse proxy, give the URL it answers at as --endpoint: an open proxy is confirmed only when it
+    fetches the canary from there."""
     from waitress import create_server
 
     import app as node_app
 
     from ..adapters.wsgi import MAX_BODY, ChaliceWSGI
 
-    node = node_from(options, creates_database=True, trust_peer_header=True)
-    node_app.current.set(node)
-    # waitress would otherwise buffer a body of up to 1 GiB before the adapter refuses it
+    if not (options["endpoint"] or env_setting("ENDPOINT")):
+        options["endpoint"] = listening_url(host, port)
+    settings = node_settings(options, creates_database=True, trust_peer_header=True)
+    # Listening before the database is created, so a port in use leaves no new node behind. waitress would
+    # otherwise buffer a body of up to 1 GiB before the adapter refuses it.
     server = create_server(ChaliceWSGI(node_app.app), host=host, port=port, threads=threads,
                            ident="netimmune", clear_untrusted_proxy_headers=True, max_request_body_size=MAX_BODY)
+    try:
+        node = build_from(settings)
+        if node.is_root:   # it would answer as the root and judge reporters' credentials by its own key
+            delegations.refuse_unanchored(node)
+    except Exception:
+        server.close()
+        raise
+    node_app.current.set(node)
     # waitress warns "Task queue depth is N" on every request while all threads are busy: under load that
     # logging alone costs more than a referral
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     thread, stop = local_worker(node).start_thread() if with_worker else (None, None)
     mode = "dev mode: special-purpose space allowed" if node.settings.dev_mode else "production mode"
-    click.echo(f"netimmune node {node.key.public} listening on http://{host}:{port} ({mode})", err=True)
+    click.echo(f"netimmune node {node.key.public} listening on {host} port {port} as {node.settings.endpoint} "
+               f"({mode})", err=True)
     signal.signal(signal.SIGTERM, lambda *_: server.close())
     try:
         server.run()
@@ -146,6 +183,20 @@ def serve(host, port, threads, with_worker, **options) -> None:
         if stop is not None:
             stop.set()
             thread.join(timeout=30)
+
+
+def listening_url(host: str, port: int) -> str:
+    """The endpoint of a node given none: where it listens. A wildcard address names no one address that others
+    reach it at, and loopback in its place would send every remote open proxy's canary request to the proxy's
+    own machine, refuting the true reports about it; so there the operator must say."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"http://{host}:{port}"   # a host name
+    if address.is_unspecified:
+        raise usage_error(f"--host {host} listens on every address, so this node cannot tell which one others reach "
+                          "it at: give its public URL with --endpoint (or NETIMMUNE_ENDPOINT)")
+    return f"http://{f'[{host}]' if address.version == 6 else host}:{port}"
 
 
 def local_worker(node, lease_seconds: int = 300):
@@ -164,7 +215,9 @@ def local_worker(node, lease_seconds: int = 300):
               help="how long a job stays with this worker before another may take it over")
 @refusals_to_exit
 def worker(once, lease_seconds, **options) -> None:
-    """Run queued jobs (verification scans, alerts, webhooks) without serving HTTP."""
+    """Run queued jobs (verification scans, alerts, webhooks) without serving HTTP.
+
+    Give it the --endpoint of the `serve` it works beside: its canaries and alerts name that URL."""
     import threading
 
     import app as node_app
@@ -253,9 +306,35 @@ def token() -> None:
 @node_options
 @refusals_to_exit
 def token_create(role, label, **options) -> None:
-    """Create a token; it is shown once and stored only as a hash."""
+    """Create a token; it is shown once and stored only as a hash (its id, on stderr, is what revoke takes)."""
     node = node_from(options)
-    click.echo(create_token(node.tokens, role, label, node.clock.now()))
+    token = create_token(node.tokens, role, label, node.clock.now())
+    click.echo(token)
+    click.echo(f"token id {token_id(token)}: `netimmune token revoke {token_id(token)}` withdraws it", err=True)
+
+
+@token.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@node_options
+@refusals_to_exit
+def token_list(as_json, **options) -> None:
+    """Tokens by id, role, creation time and label, oldest first; the tokens themselves are not stored."""
+    listed = list_tokens(node_from(options).tokens)
+    if as_json:
+        print_json(listed)
+        return
+    for item in listed:
+        click.echo(f"{item['id']}  {item['role']:<9} {item['created']}  {item['label']}")
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@node_options
+@refusals_to_exit
+def token_revoke(token_id, **options) -> None:
+    """Withdraw a token at once, by the id `token list` shows (or by the token itself)."""
+    revoked = revoke_token(node_from(options).tokens, token_id)
+    click.echo(f"revoked {revoked['id']} ({', '.join(filter(None, (revoked['role'], revoked['label'])))})")
 
 
 @main.group()
@@ -273,6 +352,25 @@ def reporter_rank(key, rank, **options) -> None:
     parse_public_key(key)
     node_from(options).reports.set_rank_override(key, None if rank == "default" else rank)
     click.echo(f"{key}: {rank}")
+
+
+@main.command()
+@click.argument("reporter_key")
+@click.option("--rank", required=True, type=click.Choice(ENDORSED_RANKS), help="the rank the key speaks with")
+@click.option("--org", required=True, help="the organisation the reporter speaks for, signed into the endorsement")
+@click.option("--days", default=90, show_default=True, type=click.IntRange(1, 3660),
+              help="validity; never past the end of this node's own delegation (nothing revokes it before)")
+@node_options
+@refusals_to_exit
+def endorse(reporter_key, rank, org, days, **options) -> None:
+    """Lend this node's rank to REPORTER_KEY: print credentials (this node's chain and a signed endorsement) for
+    the reporter's `report init --credentials FILE` or `report credentials FILE`."""
+    from ..core.endorsements import endorse as endorse_key
+
+    credentials = endorse_key(node_from(options), reporter_key, org, rank, days)
+    print_json({"credentials": credentials})
+    click.echo(f"endorsed {reporter_key} as {rank} for {org} until "
+               f"{credentials[-1]['endorsement']['not_after']}", err=True)
 
 
 @main.group()

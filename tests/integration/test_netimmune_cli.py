@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,84 @@ def test_output_piped_to_a_reader_that_stops_early_is_no_error(tmp_path):
     reader_gone.stdout.close()   # before the command writes: it takes a while to start
     assert reader_gone.wait(timeout=60) == 1
     assert reader_gone.stderr.read() == b""
+
+
+def test_token_list_shows_ids_and_token_revoke_withdraws_one(run):
+    token, said = run("token", "create", "--role", "reader", "--label", "noc dashboard").splitlines()
+    run("token", "create", "--role", "appliance")
+    listed = json.loads(run("token", "list", "--json"))
+    assert [(t["role"], t["label"]) for t in listed] == [("reader", "noc dashboard"), ("appliance", "")]
+    assert token not in str(listed)
+    reader_id = listed[0]["id"]
+    assert said.startswith(f"token id {reader_id}: ")   # create names the id that revoke takes
+    assert f"{reader_id}  reader" in run("token", "list")
+    assert run("token", "revoke", reader_id).strip() == f"revoked {reader_id} (reader, noc dashboard)"
+    assert [t["role"] for t in json.loads(run("token", "list", "--json"))] == ["appliance"]
+    assert f"no token with id {reader_id}" in run("token", "revoke", reader_id, ok=False)
+
+
+def holding_node(tmp_path, root_key, **link):
+    """The CLI's node, holding 127.0.0.0/16 from the root (`link`: the delegation's other fields)."""
+    from chalicelib.core.delegations import install
+    from chalicelib.settings import Settings
+    from chalicelib.wiring import build_node
+    from tests.conftest import delegate
+
+    node = build_node(Settings(db_path=tmp_path / "node.db", dev_mode=True, trust_anchor=root_key.public))
+    install(node, [delegate(root_key, "127.0.0.0/16", node.key, **link).document])
+    return node
+
+
+def endorse(*args) -> dict:
+    """`netimmune endorse`, whose stdout is the credentials file."""
+    result = CliRunner().invoke(main, ["endorse", *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_credentials_from_endorse_give_a_report_the_endorsed_rank_at_a_node(run, tmp_path, root_key, monkeypatch):
+    from chalicelib.cli.report import init as report_init
+    from chalicelib.cli.report import use_credentials
+    from chalicelib.client.config import ReporterConfig
+    from chalicelib.core import intake
+    from chalicelib.protocol.categories import by_slug
+    from chalicelib.protocol.report import build_report, sign_envelope
+
+    node = holding_node(tmp_path, root_key)
+    monkeypatch.setenv("NETIMMUNE_CONFIG_DIR", str(tmp_path / "reporter"))
+    reporter_cli = CliRunner()
+    assert reporter_cli.invoke(report_init, ["--root-url", "http://127.0.0.1:9", "--root-key", root_key.public,
+                                             "--dev"]).exit_code == 0
+    reporter = KeyPair.load(tmp_path / "reporter" / "reporter.key")
+    credentials = endorse(reporter.public, "--rank", "noc", "--org", "Example NOC", "--days", "30",
+                          "--anchor", root_key.public)
+    (tmp_path / "noc.json").write_text(json.dumps(credentials))
+    attached = reporter_cli.invoke(use_credentials, [str(tmp_path / "noc.json")])
+    assert attached.exit_code == 0, attached.output
+
+    config = ReporterConfig.load(tmp_path / "reporter" / "report.json")
+    body = build_report(by_slug("open-proxy"), "127.0.0.9", config.reporter, node.clock.now())
+    answer = intake.submit(node, [sign_envelope(body, reporter, config.credentials())])[0]
+    assert answer.status == 202 and answer.body["rank"] == "noc" and "credentials_ignored" not in answer.body
+    assert [(c.reporter, c.rank) for c in node.reports.list_cases()[0].contributions] == [(reporter.public, "noc")]
+
+
+def test_endorse_is_refused_by_a_node_that_holds_no_space(run):
+    output = run("endorse", KeyPair.generate().public, "--rank", "noc", "--org", "Example NOC", ok=False)
+    assert output.startswith("error: only a node holding space may endorse")
+
+
+def test_an_endorsement_ends_no_later_than_the_chain_it_hangs_from(run, tmp_path, root_key):
+    from tests.conftest import NOW
+
+    holding_node(tmp_path, root_key, not_after=NOW + timedelta(days=10))
+    credentials = endorse(KeyPair.generate().public, "--rank", "trusted", "--org", "Example CERT", "--days", "90",
+                          "--anchor", root_key.public)
+    assert credentials["credentials"][-1]["endorsement"]["not_after"] == "2026-12-06T12:00:00Z"
+
+
+def test_endorse_without_the_anchor_says_to_set_it(run, tmp_path, root_key):
+    """Without --anchor the node takes itself for the root, and its own chain does not start from it."""
+    holding_node(tmp_path, root_key)
+    output = run("endorse", KeyPair.generate().public, "--rank", "noc", "--org", "Example NOC", ok=False)
+    assert "set --anchor" in output and "untrusted_root" in output
