@@ -10,13 +10,14 @@ import signal
 import sqlite3
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
 from ..core import delegations
 from ..core.tally import RANKS
 from ..core.tokens import ROLES, create_token, list_tokens, revoke_token, token_id
-from ..protocol.delegation import check_endpoint
+from ..protocol.delegation import check_endpoint, ip_literal, refused_address
 from ..protocol.encoding import format_time
 from ..protocol.endorsement import ENDORSED_RANKS
 from ..protocol.keys import KeyPair, parse_public_key
@@ -83,7 +84,22 @@ def node_settings(options: dict, creates_database: bool = False, **overrides) ->
     if settings.store == "sqlite" and not creates_database and not settings.db_path.exists():
         raise CommandError(f"no node database at {settings.db_path}; check --db (or NETIMMUNE_DB), or run "
                            "`netimmune serve` once to create the node")
+    if creates_database:
+        refuse_unreachable_endpoint(settings)
     return settings
+
+
+def refuse_unreachable_endpoint(settings: Settings) -> None:
+    """A production node's checks probe global addresses only, and an open proxy there is confirmed only when it
+    fetches the canary from the endpoint: a special-purpose one (the loopback default among them) refutes every
+    true report. A host name is the operator's word."""
+    host = urlsplit(settings.endpoint).hostname or ""
+    address = None if settings.dev_mode else ip_literal(host)
+    reserved = address and refused_address(address, allow_local=False)
+    if reserved:
+        raise usage_error(f"this node's endpoint {settings.endpoint} is special-purpose space ({reserved}), which "
+                          "the hosts it checks cannot reach: give its public URL with --endpoint (or "
+                          "NETIMMUNE_ENDPOINT), or run a test tree with --dev")
 
 
 def build_from(settings: Settings):

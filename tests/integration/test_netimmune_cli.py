@@ -215,7 +215,7 @@ def test_output_piped_to_a_reader_that_stops_early_is_no_error(tmp_path):
     import subprocess
     import sys
 
-    env = {"PATH": "/usr/bin:/bin", "NETIMMUNE_DB": str(tmp_path / "node.db")}
+    env = {"PATH": "/usr/bin:/bin", "NETIMMUNE_DB": str(tmp_path / "node.db"), "NETIMMUNE_DEV_MODE": "1"}
     main_of = [sys.executable, "-c", "from chalicelib.cli.netimmune import main; main()"]
     for args in (["keys", "new"], ["worker", "--once"]):
         subprocess.run([*main_of, *args], check=True, capture_output=True, env=env, timeout=60)

@@ -159,3 +159,18 @@ def test_a_node_holding_space_is_not_served_as_a_root_without_its_anchor(tmp_pat
     assert served.returncode == 1
     assert served.stderr.startswith(f"error: this node holds space under the root {root_key.public} but has no "
                                     "trust anchor") and f"--anchor {root_key.public}" in served.stderr
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", str(free_port())], ["worker", "--once"]])
+@pytest.mark.parametrize("endpoint", [None, "http://10.0.0.7:8080"])
+def test_a_production_node_refuses_an_endpoint_the_hosts_it_checks_cannot_reach(tmp_path, monkeypatch, command,
+                                                                                  endpoint):
+    """The canary an open proxy must fetch is at the endpoint: loopback (the default) or private space there would
+    refute every true open-proxy report. Nothing is created. (No key file: without the refusal, the command
+    stops at once for want of a key instead of serving.)"""
+    monkeypatch.delenv("NETIMMUNE_ENDPOINT", raising=False)
+    monkeypatch.delenv("NETIMMUNE_DEV_MODE", raising=False)
+    result = CliRunner().invoke(main, [*command, "--db", str(tmp_path / "node.db"),
+                                       *(["--endpoint", endpoint] if endpoint else [])], catch_exceptions=False)
+    assert result.exit_code == 2 and "special-purpose space" in result.output and "--endpoint" in result.output
+    assert not (tmp_path / "node.db").exists()
