@@ -432,6 +432,48 @@ def case() -> None:
     """Cases this node holds."""
 
 
+@case.command("list")
+@click.option("--status", help="only cases in this status (received, verifying, confirmed, …)")
+@click.option("--json", "as_json", is_flag=True, help="the cases as GET /v1/cases answers them")
+@node_options
+@refusals_to_exit
+def case_list(status, as_json, **options) -> None:
+    """The newest cases first, with their weighted scores (GET /v1/cases)."""
+    from ..core.cases import list_cases
+
+    listed = list_cases(node_from(options), status)
+    if as_json:
+        print_json(listed)
+        return
+    for c in listed:
+        click.echo(f"{c['ip']:<39} {c['category']:<16} {c['status']:<12} score {c['score']:>7.2f}  "
+                   f"{c['reports']} report{'s' * (c['reports'] != 1)}, last {c['last_seen']}")
+
+
+@case.command("show")
+@click.argument("ip")
+@node_options
+@refusals_to_exit
+def case_show(ip, **options) -> None:
+    """Every case of one address with its reporters, verification and evidence, as JSON (GET /v1/cases/{ip})."""
+    from ..core.cases import cases_for
+
+    print_json(cases_for(node_from(options), ip))
+
+
+@case.command("resolve")
+@click.argument("ip")
+@click.argument("category")
+@node_options
+@refusals_to_exit
+def case_resolve(ip, category, **options) -> None:
+    """Mark a case dealt with: it lifts the case's block; a newer report opens it again."""
+    from ..core.cases import resolve
+
+    resolved = resolve(node_from(options), ip, category)
+    click.echo(f"resolved {resolved['ip']} {resolved['category']}")
+
+
 @case.command("export")
 @click.argument("ip")
 @click.option("--category", help="only this category (default: every case of the address)")

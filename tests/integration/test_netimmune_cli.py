@@ -84,7 +84,8 @@ def test_token_queue_and_webhook_log_commands_answer(run):
     assert run("webhooks", "log") == ""
 
 
-def test_case_export_prints_x_arf_for_a_stored_case(run, tmp_path, root_key):
+def spam_case_at(tmp_path, root_key) -> None:
+    """A node holding 127.0.0.0/16 in the run fixture's database, with one spam report about 127.0.0.5."""
     from chalicelib.core import intake
     from chalicelib.core.delegations import install
     from chalicelib.protocol.categories import by_slug
@@ -99,6 +100,25 @@ def test_case_export_prints_x_arf_for_a_stored_case(run, tmp_path, root_key):
                                                        "domain": "example.net"}, node.clock.now(),
                         evidence=(Evidence("message/rfc822", b"Subject: buy now\n\nspam"),))
     assert intake.submit(node, [sign_envelope(body, KeyPair.generate())])[0].status == 202
+
+
+def test_case_list_show_and_resolve_read_and_close_cases_without_the_http_api(run, tmp_path, root_key):
+    spam_case_at(tmp_path, root_key)
+    anchor = ("--anchor", root_key.public)
+    assert run("case", "list", *anchor).startswith("127.0.0.5")
+    assert "spam" in run("case", "list", *anchor) and "received" in run("case", "list", *anchor)
+    listed = json.loads(run("case", "list", "--json", "--status", "received", *anchor))
+    assert [(c["ip"], c["category"], c["reports"]) for c in listed] == [("127.0.0.5", "spam", 1)]
+    shown = json.loads(run("case", "show", "127.0.0.5", *anchor))
+    assert shown[0]["evidence_reports"][0]["report"]["evidence"][0]["content_type"] == "message/rfc822"
+    assert run("case", "resolve", "127.0.0.5", "spam", *anchor).strip() == "resolved 127.0.0.5 spam"
+    assert json.loads(run("case", "list", "--json", "--status", "received", *anchor)) == []
+    assert "no case for 127.0.0.5 in category ddos" in run("case", "resolve", "127.0.0.5", "ddos", *anchor, ok=False)
+    assert "no status" in run("case", "list", "--status", "fixed", *anchor, ok=False)
+
+
+def test_case_export_prints_x_arf_for_a_stored_case(run, tmp_path, root_key):
+    spam_case_at(tmp_path, root_key)
     document = json.loads(run("case", "export", "127.0.0.5", "--anchor", root_key.public,
                               "--org", "Example ISP", "--contact", "abuse@isp.example"))
     assert (document["source_identifier"], document["category"], document["type"]) == ("127.0.0.5", "messaging",
