@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import gc
 import random
-import signal
 import statistics
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from chalicelib.adapters.sqlite_store import _LONGEST_MATCH, SQLiteDelegationSto
 from chalicelib.protocol.prefixes import parse_ip
 from chalicelib.protocol.signing import signature_problem
 from http_refer import (HOST, SAMPLE, SERVER_THREADS, WRK_SCRIPT, free_port, load, measure, node_env, pick_cores, pin,
-                        running, sample_answers)
+                        running, sample_answers, serve_wsgi)
 from ingest import make_envelopes, pin_to_one_core, verify_rate, verify_work
 from refer import CACHE, SEED, VERSION, bench_key, probe_texts
 
@@ -66,20 +65,6 @@ def reference_app(route: str, path: Path):
             row = db.connection.execute(_LONGEST_MATCH, (address.version, address.packed)).fetchone()
         return answer(row[1 if route == "node-query" else 0] if row else "{}")
     return ChaliceWSGI(app)
-
-
-def serve_reference(route: str, port: int, path: Path) -> None:
-    from waitress import create_server
-
-    from chalicelib.adapters.wsgi import MAX_BODY
-
-    server = create_server(reference_app(route, path), host=HOST, port=port, threads=SERVER_THREADS,
-                           ident="netimmune", clear_untrusted_proxy_headers=True, max_request_body_size=MAX_BODY)
-    signal.signal(signal.SIGTERM, lambda *_: server.close())
-    try:
-        server.run()
-    except (KeyboardInterrupt, OSError):
-        pass
 
 
 def http_floors(seconds: int, rounds: int) -> None:
@@ -166,7 +151,7 @@ def main() -> None:
     parser.add_argument("--serve", nargs=3, metavar=("ROUTE", "PORT", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve_reference(args.serve[0], int(args.serve[1]), Path(args.serve[2]))
+        serve_wsgi(reference_app(args.serve[0], Path(args.serve[2])), int(args.serve[1]))
         return
     if args.which in ("http", "both"):
         http_floors(args.seconds, args.rounds)

@@ -131,13 +131,13 @@ def bare_app(body: bytes):
     return app
 
 
-def serve_bare(port: int, body_file: Path) -> None:
-    """Run the bare app with the settings `netimmune serve` gives waitress."""
+def serve_wsgi(app, port: int) -> None:
+    """Run a WSGI app with the settings `netimmune serve` gives waitress, until SIGTERM."""
     from waitress import create_server
 
     from chalicelib.adapters.wsgi import MAX_BODY
 
-    server = create_server(bare_app(body_file.read_bytes()), host=HOST, port=port, threads=SERVER_THREADS,
+    server = create_server(app, host=HOST, port=port, threads=SERVER_THREADS,
                            ident="netimmune", clear_untrusted_proxy_headers=True, max_request_body_size=MAX_BODY)
     signal.signal(signal.SIGTERM, lambda *_: server.close())
     try:
@@ -268,7 +268,7 @@ def main() -> None:
     parser.add_argument("--bare-wsgi", nargs=2, metavar=("PORT", "BODY_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_wsgi:
-        serve_bare(int(args.bare_wsgi[0]), Path(args.bare_wsgi[1]))
+        serve_wsgi(bare_app(Path(args.bare_wsgi[1]).read_bytes()), int(args.bare_wsgi[0]))
         return
     if args.count < MIN_COUNT or min(args.probes, args.rounds, args.connections) < 1 or args.seconds < 1:
         parser.error(f"--count must be at least {MIN_COUNT}, --seconds at least 1, the others positive")
