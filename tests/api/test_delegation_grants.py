@@ -27,14 +27,14 @@ def production(tmp_path):
         yield made
 
 
-REFUSED_BY_REPORTERS = [
+REFUSED_BY_REPORTERS = [   # never contacted: a grant only signs the text, and Fetcher.check_endpoint reads it
     "http://reports.example.net",          # plain http
-    "http://8.8.8.8",
+    "http://8.8.8.8",                      # never contacted
     "https://127.0.0.1",                   # special-purpose addresses
     "https://[::1]:8443",
-    "https://10.0.0.7",
+    "https://10.0.0.7",                    # never contacted
     "https://169.254.169.254/latest/meta-data",
-    "https://[::ffff:192.168.1.1]",
+    "https://[::ffff:192.168.1.1]",        # never contacted
     "https://192.0.2.10",
 ]
 
@@ -47,7 +47,7 @@ def test_a_production_node_refuses_to_grant_an_endpoint_reporters_refuse(product
     assert granted(production) == []
 
 
-@pytest.mark.parametrize("endpoint", ["https://reports.example.net", "https://8.8.8.8:8443/netimmune",
+@pytest.mark.parametrize("endpoint", ["https://reports.example.net", "https://8.8.8.8:8443/netimmune",  # not contacted
                                       "https://[2001:4860:4860::8888]"])
 def test_a_production_node_grants_https_endpoints_on_names_and_global_addresses(production, endpoint):
     status, body = grant(production, "8.8.8.0/24", endpoint=endpoint)
@@ -61,9 +61,10 @@ def test_a_dev_mode_node_grants_plain_http_and_special_purpose_endpoints(api, en
 
 @pytest.mark.parametrize("dev_mode", [False, True])
 @pytest.mark.parametrize("endpoint", [
-    "https://reports.example.net", "http://reports.example.net", "https://8.8.8.8", "https://127.0.0.1:8443",
+    "https://reports.example.net", "http://reports.example.net", "https://8.8.8.8",   # never contacted
+    "https://127.0.0.1:8443",
     "http://127.0.0.1:8080", "https://[::1]", "https://[2001:db8::1]", "https://localhost",
-    "http://[::ffff:10.0.0.1]:80/x",
+    "http://[::ffff:10.0.0.1]:80/x",   # never contacted: check_endpoint reads text only
 ])
 def test_a_node_grants_exactly_the_endpoints_its_reporters_accept(tmp_path, dev_mode, endpoint):
     """One rule for both sides; a host name passes both here, and the reporter judges its addresses when

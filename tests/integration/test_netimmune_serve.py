@@ -162,7 +162,7 @@ def test_a_node_holding_space_is_not_served_as_a_root_without_its_anchor(tmp_pat
 
 
 @pytest.mark.parametrize("command", [["serve", "--port", str(free_port())], ["worker", "--once"]])
-@pytest.mark.parametrize("endpoint", [None, "http://10.0.0.7:8080"])
+@pytest.mark.parametrize("endpoint", [None, "http://10.0.0.7:8080"])   # never contacted: refused at start
 def test_a_production_node_refuses_an_endpoint_the_hosts_it_checks_cannot_reach(tmp_path, monkeypatch, command,
                                                                                   endpoint):
     """The canary an open proxy must fetch is at the endpoint: loopback (the default) or private space there would

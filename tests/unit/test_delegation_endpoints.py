@@ -22,7 +22,7 @@ MALFORMED = [
     "https://reports.example.net:99999",           # no such port
     "https://reports.example.net:0",
     "https://reports.example.net\\@127.0.0.1",     # parsers disagree on the host
-    "https://8.8.8.8\\.example.net",
+    "https://8.8.8.8\\.example.net",   # never contacted
     "https://reports.example.net\t",
     "https://exa mple.net",
     "https://r\u00e9ports.example.net",            # an international name goes in its xn-- form
@@ -52,7 +52,7 @@ def test_a_received_link_whose_endpoint_is_no_url_is_malformed_not_a_crash(root_
     ("https://reports.example.net/", "https://reports.example.net"),
     ("https://REPORTS.example.net:8443/netimmune", "https://REPORTS.example.net:8443/netimmune"),
     ("https://xn--rports-bva.example.net", "https://xn--rports-bva.example.net"),
-    ("https://8.8.8.8", "https://8.8.8.8"),
+    ("https://8.8.8.8", "https://8.8.8.8"),   # never contacted
     ("https://[2001:4860:4860::8888]:443/", "https://[2001:4860:4860::8888]:443"),
     ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),     # form only: whether reporters go there is not asked here
     ("https://node-7.reports.example.net/a@b", "https://node-7.reports.example.net/a@b"),
