@@ -96,23 +96,30 @@ def resolution_json(resolution: Resolution) -> dict:
 
 
 def read_evidence(files: tuple[Path, ...]) -> tuple[Evidence, ...]:
+    """Each file and stdin read only as far as the limit allows: a multi-gigabyte log is refused, not loaded."""
     items = []
     for path in files:
         try:
-            payload = path.read_bytes()
+            with path.open("rb") as evidence:
+                payload = evidence.read(MAX_EVIDENCE_BYTES + 1)
         except OSError as exc:
             raise CommandError(f"cannot read evidence {path}: {exc}", code="evidence") from None
         kind = mimetypes.guess_type(path.name)[0] or ("text/plain" if path.suffix in (".log", ".txt", "") else
                                                         "application/octet-stream")
         items.append(Evidence(kind, payload, path.name))
+        _refuse_too_much(items)
     if not sys.stdin.isatty():
         payload = sys.stdin.buffer.read(MAX_EVIDENCE_BYTES + 1)
         if payload:
             items.append(Evidence("text/plain", payload, "standard input"))
-    if sum(len(item.payload) for item in items) > MAX_EVIDENCE_BYTES:   # stdin was read only this far
+    _refuse_too_much(items)
+    return tuple(items)
+
+
+def _refuse_too_much(items: list[Evidence]) -> None:
+    if sum(len(item.payload) for item in items) > MAX_EVIDENCE_BYTES:
         raise CommandError(f"evidence exceeds the limit of {MAX_EVIDENCE_BYTES:,} bytes (256 KiB) a report may "
                            "carry: pass the relevant lines only", code="evidence_too_large")
-    return tuple(items)
 
 
 def sent_log() -> Path:

@@ -384,6 +384,25 @@ def test_evidence_over_the_limit_names_the_limit_not_the_bytes_read(report_cli):
                                      "carry: pass the relevant lines only")
 
 
+def test_an_endless_evidence_file_is_refused_after_reading_past_the_limit_not_loaded(report_cli, tmp_path):
+    """/dev/zero never ends: read whole, it would fill the memory (capped here at 512 MiB so the old way fails
+    fast); read only one byte past the limit, it is refused at once."""
+    import resource
+    import subprocess
+    import sys
+
+    init_reporter(report_cli)
+
+    def cap_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (512 * 2**20, 512 * 2**20))
+
+    result = subprocess.run([sys.executable, "-m", "chalicelib.cli.report", "--spam", "127.0.0.5", "--evidence",
+                             "/dev/zero"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+                            preexec_fn=cap_memory)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: evidence exceeds the limit of 262,144 bytes")
+
+
 def test_a_comment_over_the_limit_is_refused_naming_comment_before_anything_is_sent(node, report_cli):
     init_reporter(report_cli)
     result = report_cli(send, "--spam", "127.0.0.5", "--comment", "x" * 4097, "--json", "--root-url", node.url)
