@@ -106,12 +106,20 @@ class Settings:
         def get(name: str) -> str | None:
             return env_setting(name, env)
 
-        def ports(name: str) -> tuple[int, ...] | None:
+        def ports(name: str, single: bool = False) -> tuple[int, ...] | None:
             raw = get(name)
             try:
-                return tuple(int(p) for p in raw.split(",")) if raw else None
+                found = tuple(int(p) for p in raw.split(",")) if raw else None
             except ValueError:
-                raise SettingsError(f"{ENV_PREFIX}{name} must be comma-separated port numbers") from None
+                found = (0,)
+            if found and (not all(0 < p < 65536 for p in found) or single and len(found) > 1):
+                what = "a port number" if single else "comma-separated port numbers"
+                raise SettingsError(f"{ENV_PREFIX}{name} must be {what} from 1 to 65535, got {raw!r}")
+            return found
+
+        def port(name: str, default: int | None) -> int | None:
+            found = ports(name, single=True)
+            return found[0] if found else default
 
         def integer(name: str, default: int) -> int:
             raw = get(name)
@@ -156,11 +164,11 @@ class Settings:
             scan_cooldown_seconds=integer("SCAN_COOLDOWN_SECONDS", defaults.scan_cooldown_seconds),
             max_concurrent_checks=integer("MAX_CONCURRENT_CHECKS", defaults.max_concurrent_checks),
             proxy_ports=ports("PROXY_PORTS"), relay_ports=ports("RELAY_PORTS"), scan_ports=ports("SCAN_PORTS"),
-            resolver_port=integer("RESOLVER_PORT", 0) or None,
+            resolver_port=port("RESOLVER_PORT", None),
             resolver_qname=get("RESOLVER_QNAME") or defaults.resolver_qname,
             check_timeout=seconds("CHECK_TIMEOUT", defaults.check_timeout),
             outbox_dir=Path(get("OUTBOX")) if get("OUTBOX") else None,
-            smtp_host=get("SMTP_HOST"), smtp_port=integer("SMTP_PORT", defaults.smtp_port),
+            smtp_host=get("SMTP_HOST"), smtp_port=port("SMTP_PORT", defaults.smtp_port),
             alert_from=get("ALERT_FROM") or defaults.alert_from,
             alert_to=tuple(a.strip() for a in (get("ALERT_TO") or "").split(",") if a.strip()),
             alerts_per_window=integer("ALERTS_PER_WINDOW", defaults.alerts_per_window),

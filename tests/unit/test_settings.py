@@ -26,13 +26,26 @@ def test_a_cap_of_zero_is_refused_naming_the_variable(name):
 
 NUMBERS = ["REFERRAL_TTL", "NEGATIVE_TTL", "GRANT_DAYS", "KEY_RATE_PER_MINUTE", "CLIENT_RATE_PER_MINUTE",
            "HALF_LIFE_HOURS", "SCAN_COOLDOWN_SECONDS", "MAX_CONCURRENT_CHECKS", "RESOLVER_PORT", "CHECK_TIMEOUT",
-           "SMTP_PORT", "ALERTS_PER_WINDOW", "ALERT_WINDOW_MINUTES"]
+           "SMTP_PORT", "ALERTS_PER_WINDOW", "ALERT_WINDOW_MINUTES", "PROXY_PORTS"]
 
 
 @pytest.mark.parametrize("name", NUMBERS)
 def test_a_number_that_does_not_parse_is_refused_naming_the_variable_and_what_it_expects(name):
-    with pytest.raises(SettingsError, match=rf"^NETIMMUNE_{name} must be an? (integer|number of seconds), got 'abc'$"):
+    expects = "an? (integer|number of seconds|port number from 1 to 65535)|comma-separated port numbers from 1 to 65535"
+    with pytest.raises(SettingsError, match=rf"^NETIMMUNE_{name} must be ({expects}), got 'abc'$"):
         Settings.from_env({f"NETIMMUNE_{name}": "abc"})
+
+
+@pytest.mark.parametrize("name, value", [("SMTP_PORT", "0"), ("SMTP_PORT", "70000"), ("RESOLVER_PORT", "53,54"),
+                                         ("PROXY_PORTS", "3128,65536"), ("SCAN_PORTS", "-22")])
+def test_a_port_outside_1_to_65535_is_refused_naming_the_variable(name, value):
+    with pytest.raises(SettingsError, match=f"^NETIMMUNE_{name} must be .* from 1 to 65535, got '{value}'$"):
+        Settings.from_env({f"NETIMMUNE_{name}": value})
+
+
+def test_ports_read_as_numbers():
+    settings = Settings.from_env({"NETIMMUNE_PROXY_PORTS": "3128,8080", "NETIMMUNE_SMTP_PORT": "2525"})
+    assert (settings.proxy_ports, settings.smtp_port, settings.resolver_port) == ((3128, 8080), 2525, None)
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
