@@ -12,7 +12,7 @@ def _json(schema: dict, description: str) -> dict:
 
 def _errors(*statuses: int) -> dict:
     reasons = {400: "malformed input", 401: "missing or unknown token", 403: "not allowed",
-               404: "not found", 409: "conflicting replay", 413: "too large", 421: "misdirected",
+               404: "not found", 409: "conflicts with what is stored (a replayed id, another holder's grant)", 413: "too large", 421: "misdirected",
                415: "not application/json", 422: "valid JSON but unacceptable", 429: "rate limited"}
     return {str(s): _json(ERROR, reasons[s]) for s in statuses}
 

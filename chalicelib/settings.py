@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .protocol.delegation import check_endpoint
+from .protocol.delegation import plain_endpoint
 from .protocol.keys import parse_public_key
 
 ENV_PREFIX = "NETIMMUNE_"
@@ -76,7 +76,7 @@ class Settings:
             if missing:
                 raise SettingsError(f"{', '.join(missing)} must be set when {ENV_PREFIX}STORE is dynamodb")
         try:   # normalised here, wherever it came from: the canary URL is endpoint + "/v1/canary/…"
-            object.__setattr__(self, "endpoint", check_endpoint(self.endpoint))
+            object.__setattr__(self, "endpoint", plain_endpoint(self.endpoint))
         except ValueError as exc:
             raise SettingsError(f"{ENV_PREFIX}ENDPOINT: {exc}") from None
         if self.trust_anchor is not None:

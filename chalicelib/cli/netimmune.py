@@ -17,7 +17,7 @@ import click
 from ..core import delegations
 from ..core.tally import RANKS
 from ..core.tokens import ROLES, create_token, list_tokens, revoke_token, token_id
-from ..protocol.delegation import check_endpoint, ip_literal, refused_address
+from ..protocol.delegation import ip_literal, plain_endpoint, refused_address
 from ..protocol.encoding import format_time
 from ..protocol.endorsement import ENDORSED_RANKS
 from ..protocol.keys import KeyPair, parse_public_key
@@ -58,7 +58,7 @@ def node_options(func, endpoint_default: str = f"http://{LOCAL_HOST}:{LOCAL_PORT
     return func
 
 
-CHECKED_OPTIONS = (("--anchor", "trust_anchor", parse_public_key), ("--endpoint", "endpoint", check_endpoint))
+CHECKED_OPTIONS = (("--anchor", "trust_anchor", parse_public_key), ("--endpoint", "endpoint", plain_endpoint))
 
 
 def settings_from(options: dict, **overrides) -> Settings:
@@ -212,6 +212,9 @@ def listening_url(host: str, port: int) -> str:
     if address.is_unspecified:
         raise usage_error(f"--host {host} listens on every address, so this node cannot tell which one others reach "
                           "it at: give its public URL with --endpoint (or NETIMMUNE_ENDPOINT)")
+    if getattr(address, "scope_id", None):
+        raise usage_error(f"--host {host} is an address on one link only, which no endpoint can name: give this "
+                          "node's public URL with --endpoint (or NETIMMUNE_ENDPOINT)")
     return f"http://{f'[{host}]' if address.version == 6 else host}:{port}"
 
 

@@ -11,8 +11,8 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..protocol.delegation import (ChainError, Delegation, MalformedDelegation, check_endpoint, endpoint_refusal,
-                                   issue_delegation, validate_chain)
+from ..protocol.delegation import (ChainError, Delegation, MalformedDelegation, endpoint_refusal, issue_delegation,
+                                   plain_endpoint, validate_chain)
 from ..protocol.keys import InvalidKey, parse_public_key
 from ..protocol.prefixes import IPNetwork, contains
 from .errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
@@ -26,7 +26,7 @@ def grant(node: Node, prefix_text: str, holder: str, endpoint: str, days: int | 
     prefix = parse_space(prefix_text, node.settings.dev_mode)
     try:
         parse_public_key(holder)
-        endpoint = check_endpoint(endpoint)
+        endpoint = plain_endpoint(endpoint)
     except (InvalidKey, MalformedDelegation) as exc:
         raise BadRequest(str(exc)) from None
     if holder == node.key.public:

@@ -52,15 +52,29 @@ class Delegation:
 
 
 def check_endpoint(endpoint: Any) -> str:
-    """The base of a node's /v1 API: an absolute http(s) URL with nothing a client would have to interpret
-    (credentials, a query or fragment before the /v1/... it appends), and a host written so plainly that the node
-    that signs it and every client that connects to it read the same one."""
+    """What a delegation may carry, as received or stored: the base of a node's /v1 API, an absolute http(s) URL
+    with a host and no query or fragment (the rule of every release, so no stored grant becomes unreadable). A
+    client judges the addresses the host resolves to before it connects (client/fetch.py)."""
     if not isinstance(endpoint, str):
         raise MalformedDelegation("endpoint must be a URL string")
+    try:
+        parts = urlsplit(endpoint)
+    except ValueError as exc:
+        raise MalformedDelegation(f"endpoint {endpoint!r} is not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise MalformedDelegation(f"endpoint {endpoint!r} must be an http(s) URL with a host and no query")
+    return endpoint.rstrip("/")
+
+
+def plain_endpoint(endpoint: Any) -> str:
+    """What this node signs, or serves at: check_endpoint, with nothing a client would have to interpret
+    (credentials, an empty query or fragment before the /v1/... it appends), and a host written so plainly that
+    the node that signs it and every client that connects to it read the same one."""
+    endpoint = check_endpoint(endpoint)
     problem = _endpoint_form_problem(endpoint)
     if problem:
         raise MalformedDelegation(f"endpoint {endpoint!r} {problem}")
-    return endpoint.rstrip("/")
+    return endpoint
 
 
 def _endpoint_form_problem(endpoint: str) -> str | None:
@@ -145,7 +159,7 @@ def parse_delegation(document: Any) -> Delegation:
 
 def issue_delegation(issuer: KeyPair, prefix: IPNetwork, holder: str, endpoint: str, serial: int,
                      not_before: datetime, not_after: datetime) -> Delegation:
-    body = {"prefix": str(prefix), "holder": holder, "endpoint": check_endpoint(endpoint),
+    body = {"prefix": str(prefix), "holder": holder, "endpoint": plain_endpoint(endpoint),
             "issuer": issuer.public, "serial": serial,
             "not_before": format_time(not_before), "not_after": format_time(not_after)}
     return parse_delegation({"delegation": body, "signature": sign_object(body, issuer)})

@@ -148,3 +148,19 @@ def test_disjoint_space_goes_to_different_holders(api):
     assert grant(api, "127.0.2.0/24", holder=OTHER)[0] == 201
     assert grant(api, "::1/128", holder=OTHER)[0] == 201
     assert grant(api, "127.0.0.0/24", holder=OTHER)[0] == 201
+
+
+def test_a_grant_stored_before_the_plain_endpoint_rule_is_still_listed_and_does_not_block_new_grants(api):
+    """A release before the rule signed http://127.1:8080 as it was given: the node must still list it (to revoke
+    it) and grant elsewhere, not answer 500."""
+    from chalicelib.core.ports import Role
+    from chalicelib.protocol.delegation import parse_delegation
+    from chalicelib.protocol.signing import sign_object
+
+    body = {"prefix": "127.0.3.0/24", "holder": CHILD.public, "endpoint": "http://127.1:8080",
+            "issuer": api.node.key.public, "serial": 1, "not_before": "2026-01-01T00:00:00Z",
+            "not_after": "2036-01-01T00:00:00Z"}
+    api.node.delegations.save_delegations(
+        Role.GRANTED, [parse_delegation({"delegation": body, "signature": sign_object(body, api.node.key)})])
+    assert ("127.0.3.0/24", CHILD.public) in granted(api)
+    assert grant(api, "127.0.4.0/24")[0] == 201

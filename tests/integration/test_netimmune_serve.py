@@ -116,6 +116,12 @@ def test_a_wildcard_bind_without_endpoint_is_refused_before_anything_is_created(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_link_local_bind_without_endpoint_is_refused_naming_the_host_not_an_endpoint_never_given(tmp_path):
+    result = serve("--db", str(tmp_path / "node.db"), "--host", "fe80::1%lo")
+    assert result.exit_code == 2 and result.output.startswith("error: --host fe80::1%lo is an address on one link")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_help_says_where_the_endpoint_comes_from_when_it_is_not_given():
     runner = CliRunner()
     assert "default: http://HOST:PORT" in " ".join(runner.invoke(main, ["serve", "--help"]).output.split())
