@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..core.ports import DelegationMatch, Role, StaleDelegation, StoredToken
-from ..protocol.delegation import Delegation
+from ..protocol.delegation import Delegation, parse_delegation
 from ..protocol.encoding import format_time, parse_time
 from ..protocol.prefixes import IPAddress, IPNetwork
 from .dynamodb_table import DynamoDBTable, Key, epoch, moment
@@ -146,6 +146,20 @@ class DynamoDBDelegationStore:
         chosen = sorted((s for s in stored if role is None or s.role is role),
                         key=lambda s: (s.family, s.network, s.length, s.role is Role.GRANTED))
         return [s.match(parent(s) if s.role is Role.GRANTED else None) for s in chosen]
+
+    def overlapping_grants(self, prefix: IPNetwork) -> list[Delegation]:
+        """One BatchGetItem for the grants as wide as prefix or wider (a key per length in use), and a Query per
+        narrower length in use for those inside it (a sort-key range: keys sort in address order)."""
+        family, length = prefix.version, prefix.prefixlen
+        first, last = int(prefix.network_address), int(prefix.broadcast_address)
+        lengths = sorted({n for f, n, role in self._triples(fresh=True) if f == family and role is Role.GRANTED})
+        items = self.table.batch_get(delegation_key(family, n, _masked(first, family, n), Role.GRANTED)
+                                     for n in lengths if n <= length)
+        for n in (n for n in lengths if n > length):
+            items += self.table.query(f"DELEGATION#{family}#{n}", sk_between=(_network_text(family, first),
+                                                                              f"{_network_text(family, last)}#~"))
+        found = (_Stored.from_item(item) for item in items)
+        return [parse_delegation(json.loads(s.document_json)) for s in found if s.role is Role.GRANTED]
 
     def next_serial(self, prefix: IPNetwork) -> int:
         network = _network_text(prefix.version, int(prefix.network_address))

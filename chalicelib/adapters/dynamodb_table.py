@@ -122,11 +122,15 @@ class DynamoDBTable:
         return "Attributes" in answer
 
     def query(self, pk: str, sk_prefix: str | None = None, limit: int | None = None,
-              descending: bool = False) -> list[dict]:
-        """The items of a partition (or of the sort keys starting with sk_prefix) in sort key order, or
-        reversed; all of them, or the first `limit`."""
-        condition = "#pk = :pk" + (" AND begins_with(#sk, :prefix)" if sk_prefix is not None else "")
-        values = {"pk": pk, **({"prefix": sk_prefix} if sk_prefix is not None else {})}
+              descending: bool = False, sk_between: tuple[str, str] | None = None) -> list[dict]:
+        """The items of a partition (or of the sort keys starting with sk_prefix, or from sk_between's first to
+        its last inclusive) in sort key order, or reversed; all of them, or the first `limit`."""
+        condition, values = "#pk = :pk", {"pk": pk}
+        if sk_prefix is not None:
+            condition, values["prefix"] = condition + " AND begins_with(#sk, :prefix)", sk_prefix
+        if sk_between is not None:
+            condition += " AND #sk BETWEEN :low AND :high"
+            values["low"], values["high"] = sk_between
         request = {"TableName": self.name, "ConsistentRead": True, "ScanIndexForward": not descending,
                    **self._expressions(values, KeyConditionExpression=condition)}
         items: list[dict] = []

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from ..core.ports import DelegationMatch, Role, StaleDelegation, StoredToken
-from ..protocol.delegation import Delegation
+from ..protocol.delegation import Delegation, parse_delegation
 from ..protocol.encoding import format_time, parse_time
-from ..protocol.prefixes import IPAddress, IPNetwork, address_range
+from ..protocol.prefixes import IPAddress, IPNetwork, address_range, contains
 from .sqlite_db import SQLiteDatabase
 
 SCHEMA = """
@@ -122,6 +122,22 @@ class SQLiteDelegationStore:
             args = (role.value,)
         rows = self.db.connection.execute(sql + " ORDER BY d.family, d.first, d.plen", args)
         return [DelegationMatch(Role(r[0]), r[1], r[2], r[3]) for r in rows]
+
+    def overlapping_grants(self, prefix: IPNetwork) -> list[Delegation]:
+        """Two index reads: the grants that start inside prefix (within it, or it exactly or a wider one starting
+        where it starts: prefixes are aligned), and those starting where a wider prefix around it would."""
+        family, first, last = address_range(prefix)
+        value, bits = int(prefix.network_address), prefix.max_prefixlen
+        starts = {(value >> (bits - n) << (bits - n)).to_bytes(bits // 8, "big") for n in range(prefix.prefixlen)}
+        starts = sorted(start for start in starts if start < first)
+        conn = self.db.connection
+        rows = conn.execute("SELECT document FROM delegations WHERE role = 'granted' AND family = ? "
+                            "AND first BETWEEN ? AND ?", (family, first, last)).fetchall()
+        if starts:
+            rows += conn.execute("SELECT document FROM delegations WHERE role = 'granted' AND family = ? AND first IN "
+                                 f"({', '.join('?' * len(starts))})", (family, *starts)).fetchall()
+        found = [parse_delegation(json.loads(document)) for document, in rows]
+        return [d for d in found if contains(d.prefix, prefix) or contains(prefix, d.prefix)]
 
     def next_serial(self, prefix: IPNetwork) -> int:
         family, first, _ = address_range(prefix)

@@ -65,9 +65,8 @@ def _refuse_granted_elsewhere(node: Node, prefix: IPNetwork, holder: str) -> Non
     validate just as well, so reporters would follow whichever referral they met first; the space must be
     revoked before it changes hands. Grants to the same holder may overlap (a renewal, a wider or narrower
     grant): no address changes hands. A grant past its not_after still counts, as it is still referred."""
-    taken = [m.delegation for m in node.delegations.list_delegations(Role.GRANTED)
-             if m.delegation.holder != holder
-             and (contains(m.delegation.prefix, prefix) or contains(prefix, m.delegation.prefix))]
+    taken = sorted((d for d in node.delegations.overlapping_grants(prefix) if d.holder != holder),
+                   key=lambda d: (d.prefix.prefixlen, d.prefix.network_address))
     if not taken:
         return
     first = taken[0]

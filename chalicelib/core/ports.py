@@ -79,6 +79,10 @@ class DelegationStore(Protocol):
     def longest_match(self, ip: IPAddress) -> DelegationMatch | None:
         """The most specific held or granted delegation covering ip, in one round trip."""
 
+    def overlapping_grants(self, prefix: IPNetwork) -> list[Delegation]:
+        """The granted delegations whose prefix contains, equals or lies inside prefix, found by key: a grant
+        costs the same however many the node has made."""
+
     def next_serial(self, prefix: IPNetwork) -> int: ...
 
 

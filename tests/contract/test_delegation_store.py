@@ -51,6 +51,24 @@ def test_a_match_knows_when_its_delegation_expires(delegation_store):
     assert not delegation_store.list_delegations(Role.HELD)[0].expired(NOW)
 
 
+GRANTS = ["127.0.0.0/16", "127.0.1.0/24", "127.0.1.128/25", "127.1.0.0/16", "127.2.3.4/32", "2001:db8::/32",
+          "2001:db8:1::/48", "2001:db8:1:2::/64"]
+
+
+@pytest.mark.parametrize("asked", ["127.0.0.0/8", "127.0.1.0/24", "127.0.1.0/25", "127.0.1.192/26", "127.0.2.0/24",
+                                   "127.2.0.0/16", "127.3.0.0/16", "0.0.0.0/0", "2001:db8:1::/56", "2001:db9::/32",
+                                   "::/0"])
+def test_overlapping_grants_are_those_containing_equal_to_or_inside_the_prefix(delegation_store, asked):
+    from chalicelib.protocol.prefixes import contains
+
+    delegation_store.save_delegations(Role.HELD, [delegate(ISSUER, "127.0.0.0/8", HOLDER)], [[]])
+    delegation_store.save_delegations(Role.GRANTED, [delegate(HOLDER, p, ISSUER) for p in GRANTS])
+    prefix = ipaddress.ip_network(asked)
+    expected = {p for p in GRANTS if contains(ipaddress.ip_network(p), prefix)
+                or contains(prefix, ipaddress.ip_network(p))}
+    assert {str(d.prefix) for d in delegation_store.overlapping_grants(prefix)} == expected
+
+
 def test_granting_the_whole_held_prefix_refers_it_on(delegation_store):
     delegation_store.save_delegations(Role.HELD, [delegate(ISSUER, "127.0.0.0/8", HOLDER)], [[]])
     delegation_store.save_delegations(Role.GRANTED, [delegate(HOLDER, "127.0.0.0/8", ISSUER)])
