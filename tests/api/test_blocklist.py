@@ -97,8 +97,8 @@ def test_empty_nftables_file_is_still_valid(api, tmp_path):
 def nft_sets_after_loading(*paths) -> dict[str, list[str]]:
     """Load the files in order with `nft -f`, in a network namespace of their own (so as a user, and without
     touching the host's firewall); the elements of each set of table inet netimmune then."""
-    if not shutil.which("unshare") or subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode:
-        pytest.skip("cannot create a user and network namespace (unshare -rn) to load nft files in")
+    assert shutil.which("unshare") and subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode == 0, \
+        "loading nft files needs a user and network namespace of its own (unshare -rn, util-linux)"
     script = " && ".join(f'{NFT} -f "${index}"' for index in range(1, len(paths) + 1))
     result = subprocess.run(["unshare", "-rn", "sh", "-c", f"{script} && {NFT} -j list table inet netimmune", "sh",
                              *map(str, paths)], capture_output=True, text=True, timeout=30)
