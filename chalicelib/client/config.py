@@ -7,9 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..protocol.endorsement import MAX_CREDENTIALS
 from ..protocol.keys import InvalidKey, parse_public_key
-
-MAX_CREDENTIALS = 10    # signed documents a node takes beside a report
 
 
 class ConfigError(ValueError):

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from ..protocol.endorsement import Standing, evaluate_credentials
+from ..protocol.endorsement import MAX_CREDENTIALS, Standing, evaluate_credentials
 from ..protocol.encoding import format_time
 from ..protocol.report import Report, ReportError, parse_report
 from ..protocol.signing import CanonicalizationError, bytes_signature_problem, canonical_bytes
@@ -77,8 +77,9 @@ class Checks:
                              code="bad_envelope")
         credentials = envelope.get("credentials")
         credentials = [] if credentials is None else credentials
-        if not isinstance(credentials, list) or len(credentials) > 10:
-            raise BadRequest("credentials must be a list of at most 10 signed documents", code="bad_envelope")
+        if not isinstance(credentials, list) or len(credentials) > MAX_CREDENTIALS:
+            raise BadRequest(f"credentials must be a list of at most {MAX_CREDENTIALS} signed documents",
+                             code="bad_envelope")
         try:
             message = canonical_bytes(envelope["report"])
         except CanonicalizationError as exc:

@@ -12,6 +12,7 @@ from .keys import InvalidKey, KeyPair, parse_public_key
 from .signing import sign_object, signature_problem
 
 ENDORSED_RANKS = ("noc", "trusted")
+MAX_CREDENTIALS = 10   # signed documents an envelope may carry as credentials (a chain of 8 and an endorsement fit)
 FIELDS = ("reporter", "org", "rank", "issuer", "not_after")
 
 
