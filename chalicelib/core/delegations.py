@@ -43,10 +43,11 @@ def grant(node: Node, prefix_text: str, holder: str, endpoint: str, days: int | 
         parent = _held_parent(node, prefix)
         not_after = min(not_after, parent.delegation.not_after)
         parent_chain = parent.chain
-    _refuse_granted_elsewhere(node, prefix, holder)
-    delegation = issue_delegation(node.key, prefix, holder, endpoint, node.delegations.next_serial(prefix),
-                                  now, not_after)
-    node.delegations.save_delegations(Role.GRANTED, [delegation])
+    with node.unit_of_work():  # where the store allows, no other grant comes between the check and the save
+        _refuse_granted_elsewhere(node, prefix, holder)
+        delegation = issue_delegation(node.key, prefix, holder, endpoint, node.delegations.next_serial(prefix),
+                                      now, not_after)
+        node.delegations.save_delegations(Role.GRANTED, [delegation])
     return [*parent_chain, delegation.document]
 
 

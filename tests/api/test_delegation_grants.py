@@ -164,3 +164,44 @@ def test_a_grant_stored_before_the_plain_endpoint_rule_is_still_listed_and_does_
         Role.GRANTED, [parse_delegation({"delegation": body, "signature": sign_object(body, api.node.key)})])
     assert ("127.0.3.0/24", CHILD.public) in granted(api)
     assert grant(api, "127.0.4.0/24")[0] == 201
+
+
+def test_two_grants_of_overlapping_space_at_once_cannot_both_pass_on_sqlite(api):
+    """Each grant checks for overlaps and then saves: the second must not check between the first's check and
+    its save. A barrier holds the first grant after its check; the second may reach its check only after it."""
+    import threading
+
+    from chalicelib.core.delegations import grant as grant_space
+    from chalicelib.core.errors import Conflict
+
+    store, checked = api.node.delegations, threading.Barrier(2, timeout=1)
+    original = store.overlapping_grants
+
+    def check_then_wait(prefix):
+        found = original(prefix)
+        try:
+            checked.wait()   # both threads here at once: both checked before either saved
+        except threading.BrokenBarrierError:
+            pass
+        return found
+
+    store.overlapping_grants = check_then_wait
+    outcomes: list[str] = []
+
+    def attempt(prefix, holder):
+        try:
+            grant_space(api.node, prefix, holder.public, "http://127.0.0.2:8080")
+            outcomes.append("granted")
+        except Conflict:
+            outcomes.append("refused")
+
+    try:
+        threads = [threading.Thread(target=attempt, args=args)
+                   for args in (("127.0.1.0/24", CHILD), ("127.0.1.0/25", OTHER))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        del store.overlapping_grants
+    assert sorted(outcomes) == ["granted", "refused"]
