@@ -3,9 +3,10 @@
 Every port is tried with HTTP CONNECT, HTTP GET with an absolute URI, SOCKS4(a) and SOCKS5 without
 authentication, each on its own connection with its own nonce. The verdict is confirmed only when
 the canary saw the nonce, so a web server or captive portal that answers 200 to anything is never
-called a proxy. A proxy that demands authentication is refuted: it is not open. A port that
-accepts connections but answers no probe before its timeout proves nothing (a proxy may be slow to
-reach the canary), so it makes the result inconclusive rather than refuted.
+called a proxy. A proxy that demands authentication is refuted: it is not open. A port whose proxy
+probes time out proves nothing (a proxy answers only once it reached the canary, which may be slow),
+so it makes the result inconclusive rather than refuted, even when the probes of the other kind are
+refused at once: an HTTP proxy drops SOCKS bytes, a SOCKS proxy drops HTTP.
 """
 from __future__ import annotations
 
@@ -253,11 +254,31 @@ async def _run_until_hit(ip: str, attempts: list[Attempt], canary: Canary, timeo
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+HTTP_PROBES, SOCKS_PROBES = (ProxyProtocol.HTTP_CONNECT, ProxyProtocol.HTTP_GET), (ProxyProtocol.SOCKS4,
+                                                                                     ProxyProtocol.SOCKS5)
+HTTP_ANSWERS = (Outcome.NO_HIT, Outcome.AUTH_REQUIRED)   # an HTTP status came back
+
+
+def _unsettled(port_attempts: list[Attempt]) -> bool:
+    """Whether a port that nothing proved open may still be a slow open proxy. A proxy answers a request only
+    once it reached the canary, so: every HTTP probe timed out (a web server answers HTTP at once), or every SOCKS
+    probe timed out on a port that answered no HTTP (a web server may wait in silence for the rest of a SOCKS
+    greeting, but it answers HTTP)."""
+    outcomes = {a.protocol: a.outcome for a in port_attempts}
+
+    def all_timed_out(protocols: tuple[ProxyProtocol, ...]) -> bool:
+        tried = [outcomes[p] for p in protocols if p in outcomes]
+        return bool(tried) and all(outcome is Outcome.TIMED_OUT for outcome in tried)
+
+    spoke_http = any(outcomes.get(p) in HTTP_ANSWERS for p in HTTP_PROBES)
+    return all_timed_out(HTTP_PROBES) or (all_timed_out(SOCKS_PROBES) and not spoke_http)
+
+
 async def check_open_proxy(ip: str, canary: Canary, ports: Sequence[int] = DEFAULT_PROXY_PORTS,
                            timeout: float = 5.0, *, protocols: Sequence[ProxyProtocol] = tuple(ProxyProtocol),
                            probe_slots: asyncio.Semaphore | None = None) -> CheckResult:
     """Confirmed when a request for the canary made through ip reached it; refuted when every open port
-    answered without that happening; inconclusive when an open port answered no probe in time.
+    answered without that happening; inconclusive when an open port may be a proxy too slow to answer in time.
 
     `timeout` bounds each attempt (connect, handshake, fetch); each holds one of `probe_slots` while it runs.
     """
@@ -265,8 +286,7 @@ async def check_open_proxy(ip: str, canary: Canary, ports: Sequence[int] = DEFAU
                 for port in ports for protocol in map(ProxyProtocol, protocols)]
     await _run_until_hit(ip, attempts, canary, timeout, probe_slots or asyncio.Semaphore(DEFAULT_PROXY_CONCURRENCY))
     open_ports = sorted({a.port for a in attempts if a.outcome is not Outcome.CLOSED})
-    answered = {a.port for a in attempts if a.outcome not in (Outcome.CLOSED, Outcome.TIMED_OUT)}
-    silent = sorted(set(open_ports) - answered)
+    silent = [port for port in open_ports if _unsettled([a for a in attempts if a.port == port])]
     auth_required = [f"{a.port}/{a.protocol}" for a in attempts if a.outcome is Outcome.AUTH_REQUIRED]
     details = {"ports": list(ports), "open_ports": open_ports, "auth_required": auth_required}
     hit = next((a for a in attempts if a.outcome is Outcome.HIT), None)
@@ -277,8 +297,8 @@ async def check_open_proxy(ip: str, canary: Canary, ports: Sequence[int] = DEFAU
         return CheckResult("open-proxy", ip, Verdict.CONFIRMED, summary, transcript,
                            {**details, "port": hit.port, "protocol": str(hit.protocol)})
     if silent:
-        summary = (f"port(s) {', '.join(map(str, silent))} accepted connections "
-                   f"but answered no probe within {timeout:g} s")
+        summary = (f"port(s) {', '.join(map(str, silent))} accepted connections, "
+                   f"but the proxy probes there did not finish within {timeout:g} s")
         return CheckResult("open-proxy", ip, Verdict.INCONCLUSIVE, summary, transcript, details)
     if auth_required:
         summary = f"proxy on {', '.join(auth_required)} demands authentication; nothing reached the canary"

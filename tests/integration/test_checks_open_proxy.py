@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -76,7 +79,8 @@ def test_port_that_accepts_and_never_answers_is_inconclusive(canary, silent_port
     result = check(canary, silent_port)
     assert result.verdict is Verdict.INCONCLUSIVE
     assert result.details["open_ports"] == [silent_port]
-    assert result.summary == f"port(s) {silent_port} accepted connections but answered no probe within {TIMEOUT:g} s"
+    assert result.summary == (f"port(s) {silent_port} accepted connections, but the proxy probes there did not "
+                              f"finish within {TIMEOUT:g} s")
     assert sum(line.endswith("# timed out") for line in result.transcript) == len(ProxyProtocol)
 
 
@@ -86,3 +90,50 @@ def test_tunnel_reaches_an_https_canary(pproxy, https_canary, scheme, protocol):
     result = check(https_canary, pproxy(scheme), protocols=[protocol])
     assert result.verdict is Verdict.CONFIRMED
     assert any("TLS established through the tunnel" in line for line in result.transcript)
+
+
+@pytest.fixture
+def slow_proxy() -> Iterator:
+    """slow_proxy(speaks) -> port: a proxy of one kind ("http" or "socks") that takes longer than the check's
+    timeout to reach anything, and drops a connection at once when it is spoken to in the other protocol."""
+    servers, stop = [], threading.Event()
+
+    def start(speaks: str) -> int:
+        server = socket.create_server(("127.0.0.1", 0))
+        server.settimeout(0.2)
+        servers.append(server)
+
+        def serve_one(conn: socket.socket) -> None:
+            with conn:
+                first = conn.recv(1)
+                if not first or (first[0] in (4, 5)) != (speaks == "socks"):
+                    return                              # not its protocol: dropped at once
+                if first == b"\x05":
+                    conn.recv(2)
+                    conn.sendall(b"\x05\x00")          # SOCKS5: no authentication needed, go on
+                stop.wait(TIMEOUT * 3)                  # then slow to reach the target
+
+        def accept() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    continue
+                threading.Thread(target=serve_one, args=(conn,), daemon=True).start()
+        threading.Thread(target=accept, daemon=True).start()
+        return server.getsockname()[1]
+
+    yield start
+    stop.set()
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.parametrize("speaks", ["http", "socks"])
+def test_a_proxy_too_slow_to_answer_is_inconclusive_though_it_drops_the_other_protocol_at_once(canary, slow_proxy,
+                                                                                                speaks):
+    """Its own protocol's probes time out, the other kind is refused at once: that is no answer either way."""
+    port = slow_proxy(speaks)
+    result = check(canary, port)
+    assert result.verdict is Verdict.INCONCLUSIVE, result.summary
+    assert result.details["open_ports"] == [port] and canary.hits == set()
