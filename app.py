@@ -5,6 +5,7 @@ import functools
 import json
 import logging
 import os
+from urllib.parse import unquote
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -77,8 +78,8 @@ def api(path: str, methods: tuple[str, ...] = ("GET",)):
     def register(view):
         @functools.wraps(view)
         def handle(**params):
-            try:
-                return view(**params)
+            try:  # API Gateway's REST API hands path parameters over still percent-encoded, as the adapter does
+                return view(**{name: unquote(value) for name, value in params.items()})
             except NodeError as error:
                 return json_response(error.to_json(), error.status, error.headers)
             except Exception:  # an unexpected fault: logged with its trace, answered without it

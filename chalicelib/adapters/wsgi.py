@@ -7,7 +7,7 @@ import json
 import threading
 from http import HTTPStatus
 from operator import itemgetter
-from urllib.parse import parse_qs, quote, unquote, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 
 from chalice import Chalice
 from chalice.config import Config
@@ -40,7 +40,7 @@ class ThreadSafeChalice(Chalice):
 class SplitRouteMatcher(RouteMatcher):
     """Chalice's route matcher with each route split once, and only the routes with as many parts as the
     path tried (no other can match), instead of every route split on every request: same order, same answers.
-    Captured parameters are percent-decoded, as API Gateway decodes them (`/v1/refer/%3A%3A1` names ::1)."""
+    Captured parameters stay percent-encoded, as API Gateway's REST API hands them over: the app decodes them."""
 
     def __init__(self, route_urls: list[str]):
         super().__init__(route_urls)
@@ -62,7 +62,7 @@ class SplitRouteMatcher(RouteMatcher):
         parts = path.split("/")
         for route_url, literal, expected, captures in self._by_length.get(len(parts), ()):
             if literal(parts) == expected:
-                return MatchResult(route_url, {name: unquote(parts[index]) for index, name in captures}, query_params)
+                return MatchResult(route_url, {name: parts[index] for index, name in captures}, query_params)
         raise ValueError(f"No matching route found for: {url}")
 
 

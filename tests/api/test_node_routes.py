@@ -162,9 +162,12 @@ def test_unknown_route_is_a_json_404_through_the_wsgi_adapter(api, authorization
 
 
 def test_percent_encoded_address_in_a_path_is_the_address(api):
-    """API Gateway decodes path parameters; the adapter does too, so /v1/refer/%3A%3A1 asks about ::1."""
+    """/v1/refer/%3A%3A1 asks about ::1, locally and behind API Gateway, whose REST API hands path parameters
+    over still percent-encoded (as Chalice's test client does here): the app decodes them, once."""
     assert through_wsgi_adapter("/v1/refer/%3A%3A1") == through_wsgi_adapter("/v1/refer/::1")
     assert json.loads(through_wsgi_adapter("/v1/refer/%3A%3A1")[2])["ip"] == "::1"
+    assert api.call("GET", "/v1/refer/%3A%3A1") == api.call("GET", "/v1/refer/::1")
+    assert api.call("GET", "/v1/refer/%253A%253A1")[1]["error"]["code"] == "bad_address"   # "%3A%3A1": not ::1
 
 
 @pytest.mark.parametrize("method,path,content_type,status,code", [
