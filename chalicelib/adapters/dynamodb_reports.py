@@ -142,18 +142,20 @@ class DynamoDBReportStore:
     def _cases(self, sk_prefix: str | None, status: str | None, limit: int) -> list[Case]:
         """Cases under sk_prefix in the CASES partition, newest first, with their contributions.
 
-        Read in address order, CASE_LIST_MAX_ITEMS items at most: when there may be more, they are the newest
-        of the cases read, less the last one read (whose contributions may go on past the cut)."""
+        One address's cases are read whole, however many reporters they have. All cases are read in address
+        order, CASE_LIST_MAX_ITEMS items at most: when there may be more, they are the newest of the cases read,
+        less the last one read (whose contributions may go on past the cut)."""
         cases: dict[tuple[str, str], dict] = {}
         contributions: dict[tuple[str, str], list[dict]] = {}
-        items = self.table.query(CASES, sk_prefix, limit=CASE_LIST_MAX_ITEMS)
+        cap = None if sk_prefix is not None else CASE_LIST_MAX_ITEMS
+        items = self.table.query(CASES, sk_prefix, limit=cap)
         for item in items:
             ip, category, reporter = item["sk"].split("#", 2)
             if not reporter:
                 cases[ip, category] = item
             elif "reports" in item:  # a contribution whose first report is still being counted has none
                 contributions.setdefault((ip, category), []).append(item)
-        if len(items) == CASE_LIST_MAX_ITEMS:
+        if len(items) == cap:
             log.warning("cases listed from the first %d items of the %s partition only", len(items), CASES)
             cases.pop(tuple(items[-1]["sk"].split("#", 2)[:2]), None)
         chosen = sorted((key for key, item in cases.items() if status is None or case_status(item) == status),

@@ -118,3 +118,14 @@ def test_cases_list_newest_first_up_to_the_limit(report_store):
     report_store.record_reports([record(f"r{n}", ip=f"127.0.0.{n}", at=NOW + timedelta(minutes=n % 3))
                                  for n in range(1, 4)], DAY)
     assert [c.ip for c in report_store.list_cases(limit=2)] == ["127.0.0.2", "127.0.0.1"]
+
+
+def test_a_case_with_more_reporters_than_a_listing_reads_is_still_found_whole(report_store, monkeypatch):
+    """DynamoDB lists all cases from at most CASE_LIST_MAX_ITEMS items (20,000); one address's cases are read
+    whole, or a flood of reporter keys would hide a case from policy, operators and resolving."""
+    from chalicelib.adapters import dynamodb_reports
+
+    monkeypatch.setattr(dynamodb_reports, "CASE_LIST_MAX_ITEMS", 4)
+    report_store.record_reports([record(f"r{n}", reporter=f"ed25519:k{n}") for n in range(6)], DAY)
+    assert report_store.get_case("127.0.0.5", "spam").reports == 6
+    assert [len(c.contributions) for c in report_store.list_cases(ip="127.0.0.5")] == [6]
