@@ -154,3 +154,27 @@ def test_a_list_of_cases_reads_at_most_its_bound_and_leaves_out_the_case_it_cut(
         dynamodb_client.meta.events.unregister("after-call.dynamodb.Query", count)
     assert sum(read) == 5
     assert [(case.ip, case.reports) for case in listed] == [("127.0.0.2", 1)]
+
+
+def test_a_batch_writes_several_cases_at_once_and_each_case_in_its_order(dynamodb_client):
+    """A batch of 1,000 reports is some 7,000 requests: one after another they would outlast API Gateway's
+    29 s. Different cases go to different writers; one case's reports keep their order."""
+    import threading
+
+    _, _, reports, _ = make_dynamodb_stores(dynamodb_client)
+    writers: set[int] = set()
+
+    def note_writer(**_):
+        writers.add(threading.get_ident())
+
+    dynamodb_client.meta.events.register(EVERY_CALL, note_writer)
+    try:
+        batch = [record(f"r{n}", ip=f"127.0.{n}.5") for n in range(40)]
+        batch += [record("late", ip="127.0.0.5", at=NOW + timedelta(hours=1)), record("r0")]   # r0 again: a repeat
+        outcomes = reports.record_reports(batch, DAY)
+    finally:
+        dynamodb_client.meta.events.unregister(EVERY_CALL, note_writer)
+    assert len(writers) > 1
+    assert [o for o, _ in outcomes] == [Outcome.NEW] * 41 + [Outcome.DUPLICATE]
+    contribution = reports.get_case("127.0.0.5", "spam").contributions[0]
+    assert (contribution.reports, contribution.counted_at) == (2, NOW)   # "r0" first, then "late" in its window
