@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,6 +37,8 @@ from ..protocol.prefixes import IPAddress, IPNetwork
 from .dynamodb_table import DynamoDBTable, Key, epoch, moment
 
 LENGTHS = ("DELEGATION", "LENGTHS")
+GRANT_LEASE = ("DELEGATION", "GRANT_LEASE")
+GRANT_LEASE_SECONDS = 10   # far more than a grant's check and save take
 TOKENS = "TOKENS"
 _BITS = {4: 32, 6: 128}
 
@@ -146,6 +150,23 @@ class DynamoDBDelegationStore:
         chosen = sorted((s for s in stored if role is None or s.role is role),
                         key=lambda s: (s.family, s.network, s.length, s.role is Role.GRANTED))
         return [s.match(parent(s) if s.role is Role.GRANTED else None) for s in chosen]
+
+    @contextmanager
+    def granting(self) -> Iterator[None]:
+        """A lease item, taken on condition that it is free or its time is up, so that a holder that died frees it
+        after GRANT_LEASE_SECONDS; a grant waits that long at most for another to finish."""
+        owner, deadline = uuid.uuid4().hex, time.monotonic() + GRANT_LEASE_SECONDS
+        while self.table.update(*GRANT_LEASE, "SET #owner = :owner, #until = :until",
+                                "attribute_not_exists(#until) OR #until < :now",
+                                {"owner": owner, "until": time.time() + GRANT_LEASE_SECONDS,
+                                 "now": time.time()}) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"another grant held the lease for over {GRANT_LEASE_SECONDS} s")
+            time.sleep(0.05)
+        try:
+            yield
+        finally:
+            self.table.update(*GRANT_LEASE, "REMOVE #owner, #until", "#owner = :owner", {"owner": owner})
 
     def overlapping_grants(self, prefix: IPNetwork) -> list[Delegation]:
         """One BatchGetItem for the grants as wide as prefix or wider (a key per length in use), and a Query per

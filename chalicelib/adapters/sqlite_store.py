@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 
 from ..core.ports import DelegationMatch, Role, StaleDelegation, StoredToken
@@ -122,6 +123,10 @@ class SQLiteDelegationStore:
             args = (role.value,)
         rows = self.db.connection.execute(sql + " ORDER BY d.family, d.first, d.plen", args)
         return [DelegationMatch(Role(r[0]), r[1], r[2], r[3]) for r in rows]
+
+    def granting(self) -> AbstractContextManager:
+        """BEGIN IMMEDIATE: one writer at a time, so no other grant comes between the check and the save."""
+        return self.db.transaction()
 
     def overlapping_grants(self, prefix: IPNetwork) -> list[Delegation]:
         """Two index reads: the grants that start inside prefix (within it, or it exactly or a wider one starting

@@ -43,7 +43,7 @@ def grant(node: Node, prefix_text: str, holder: str, endpoint: str, days: int | 
         parent = _held_parent(node, prefix)
         not_after = min(not_after, parent.delegation.not_after)
         parent_chain = parent.chain
-    with node.unit_of_work():  # where the store allows, no other grant comes between the check and the save
+    with node.delegations.granting():  # no other grant, in any process, between the check and the save
         _refuse_granted_elsewhere(node, prefix, holder)
         delegation = issue_delegation(node.key, prefix, holder, endpoint, node.delegations.next_serial(prefix),
                                       now, not_after)

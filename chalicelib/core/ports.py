@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -78,6 +79,9 @@ class DelegationStore(Protocol):
 
     def longest_match(self, ip: IPAddress) -> DelegationMatch | None:
         """The most specific held or granted delegation covering ip, in one round trip."""
+
+    def granting(self) -> AbstractContextManager:
+        """Hold every other grant off, in any process, from a grant's overlap check to its save."""
 
     def overlapping_grants(self, prefix: IPNetwork) -> list[Delegation]:
         """The granted delegations whose prefix contains, equals or lies inside prefix, found by key: a grant

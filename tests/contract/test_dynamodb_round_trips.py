@@ -178,3 +178,38 @@ def test_a_batch_writes_several_cases_at_once_and_each_case_in_its_order(dynamod
     assert [o for o, _ in outcomes] == [Outcome.NEW] * 41 + [Outcome.DUPLICATE]
     contribution = reports.get_case("127.0.0.5", "spam").contributions[0]
     assert (contribution.reports, contribution.counted_at) == (2, NOW)   # "r0" first, then "late" in its window
+
+
+def test_one_grant_at_a_time_across_processes_and_a_dead_holders_lease_runs_out(dynamodb_client, monkeypatch):
+    """Two Lambdas granting overlapping space at once must not both pass the overlap check: the second waits
+    for the first's lease; a lease whose holder died frees itself."""
+    import threading
+    import time
+
+    from chalicelib.adapters import dynamodb_store
+
+    first, _, _, _ = make_dynamodb_stores(dynamodb_client)
+    second = dynamodb_store.DynamoDBDelegationStore(dynamodb_client, first.table.name)   # another process
+    order, inside = [], threading.Event()
+
+    def hold():
+        with first.granting():
+            order.append("first in")
+            inside.set()
+            time.sleep(0.3)
+            order.append("first out")
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert inside.wait(5)
+    with second.granting():
+        order.append("second in")
+    holder.join()
+    assert order == ["first in", "first out", "second in"]
+
+    monkeypatch.setattr(dynamodb_store, "GRANT_LEASE_SECONDS", 0.2)
+    dead = first.granting()
+    dead.__enter__()   # and never leaves: the process died holding the lease
+    started = time.monotonic()
+    with second.granting():
+        assert time.monotonic() - started >= 0.15
