@@ -7,13 +7,17 @@ and a record per action make their effects happen once.
 """
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..checks.open_proxy import DEFAULT_PROXY_PORTS
+from ..checks.open_relay import DEFAULT_RELAY_PORTS
 from ..checks.result import CheckResult, Verdict
 from ..protocol.encoding import format_time
 from ..protocol.prefixes import IPAddress, parse_ip, special_purpose
@@ -32,6 +36,7 @@ VERIFIABLE = ("received", "inconclusive", "refuted")
 # locally. A case verifying longer than this lost its job (to the dead letters, or a crash before it was queued).
 VERIFICATION_OVERDUE = timedelta(hours=2)
 CANARY_TTL = timedelta(minutes=10)
+REPORTED_PORTS_CHECKED = 4   # at most this many ports that reporters named, beside the check's usual ones
 
 log = logging.getLogger("netimmune.verification")
 
@@ -120,9 +125,24 @@ class StoreCanary:
         return self.node.verifications.canary_hit(nonce)
 
 
-def check_options(node: Node, ip: str) -> dict[str, dict[str, Any]]:
+def reported_ports(node: Node, ip: str, category: str) -> tuple[int, ...]:
+    """The ports the case's reports name (`source_port`), the most named first: a proxy on 3129 is not found by
+    probing the usual ports alone, and refuting it would halve its honest reporters' reputation."""
+    named: Counter[int] = Counter()
+    for record in node.reports.case_reports(ip, category):
+        port = json.loads(record.envelope_json)["report"].get("source_port")
+        if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
+            named[port] += 1
+    return tuple(port for port, _ in named.most_common(REPORTED_PORTS_CHECKED))
+
+
+def check_options(node: Node, ip: str, category: str) -> dict[str, dict[str, Any]]:
+    """Each check's options; the check named like the case's category also probes the ports reporters named."""
     s = node.settings
-    ports = {"open-proxy": s.proxy_ports, "open-relay": s.relay_ports, "port-scan": s.scan_ports}
+    ports = {"open-proxy": s.proxy_ports or DEFAULT_PROXY_PORTS, "open-relay": s.relay_ports or DEFAULT_RELAY_PORTS,
+             "port-scan": s.scan_ports}
+    if category in ("open-proxy", "open-relay"):
+        ports[category] = tuple(dict.fromkeys((*reported_ports(node, ip, category), *ports[category])))
     options: dict[str, dict[str, Any]] = {name: {"ports": p} if p else {} for name, p in ports.items()}
     options["open-proxy"].update(canary=StoreCanary(node, ip), timeout=s.check_timeout)
     options["open-relay"]["timeout"] = s.check_timeout
@@ -158,7 +178,7 @@ def verify(node: Node, payload: dict) -> None:
             results: list[CheckResult] = []
             verdict, summary = Verdict.ERROR.value, f"not probed: {refusal}"
         else:
-            results = node.scanner.scan(ip, rule.checks, check_options(node, ip))
+            results = node.scanner.scan(ip, rule.checks, check_options(node, ip, category))
             verdict = combine(results)
             summary = "; ".join(r.summary for r in results)
         result = {"verdict": verdict, "summary": summary, "checked_at": format_time(node.clock.now()),

@@ -329,6 +329,35 @@ def test_a_case_whose_verify_job_was_lost_is_verified_again_once_the_job_is_over
     assert node.scanner.scans == 1 and job_kinds(node)["verify"] == 2
 
 
+class RecordingScanner:
+    """Refutes everything, keeping the options each scan was given."""
+
+    def __init__(self):
+        self.options: list[dict] = []
+
+    def scan(self, ip, checks, options):
+        self.options.append(options)
+        return [CheckResult(check, ip, Verdict.REFUTED, "recorded") for check in checks]
+
+
+def test_the_proxy_check_also_probes_the_ports_reporters_named_most(make_node):
+    """A proxy on 3129 is on none of the usual ports: probing only those would refute it."""
+    from chalicelib.checks.open_proxy import DEFAULT_PROXY_PORTS
+
+    policy = "rules:\n  - prefix: 127.0.0.0/16\n    categories: [open-proxy]\n    verify_at: 1\n    checks: [open-proxy]\n"
+    node = dataclasses.replace(make_node(policy=policy), scanner=RecordingScanner())
+
+    def proxy_report(port):
+        body = build_report(by_slug("open-proxy"), "127.0.0.5", {"org": "t"}, NOW, port=port)
+        return sign_envelope(body, KeyPair.generate())
+
+    intake.submit(node, [proxy_report(p) for p in (3129, 3129, 3129, 8118, 8118, 3128, 3128, 1, 2, None)])
+    run_due_jobs(node)
+    ports = node.scanner.options[0]["open-proxy"]["ports"]
+    assert ports[:4] == (3129, 8118, 3128, 1) and 2 not in ports   # the four most named, then the usual ones
+    assert ports[4:] == tuple(p for p in DEFAULT_PROXY_PORTS if p != 3128)
+
+
 def test_a_confirmed_case_is_not_scanned_again(make_node):
     node = scripted_node(make_node, Verdict.CONFIRMED)
     intake.submit(node, [report()])
