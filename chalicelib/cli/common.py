@@ -30,6 +30,13 @@ class CommandError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
+def printable(text: str) -> str:
+    """Text from the network (a node's error, an RDAP record, a mail server's reply) as a terminal should show it:
+    a control character appears escaped, as Python writes it, so a CR LF cannot forge a line of output nor an
+    escape sequence rewrite the screen."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 def usage_error(message: str, code: str = "usage") -> CommandError:
     """A mistake in the command line itself: exit code 2, as click gives for its own."""
     return CommandError(message, code=code, exit_code=2)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from ..client.bulk import BulkError, BulkImport
+from ..client.bulk import BulkError, BulkImport, BulkIncomplete
 from ..client.config import (ConfigError, ReporterConfig, check_base_url, check_root_key, config_dir, parse_smtp,
                              read_credentials)
 from ..client.fetch import Fetcher, FetchError, json_object
@@ -30,7 +30,7 @@ from ..protocol.endorsement import Standing, evaluate_credentials
 from ..protocol.keys import KeyPair
 from ..protocol.prefixes import AddressError, parse_ip
 from ..protocol.report import MAX_EVIDENCE_BYTES, MAX_TEXT, Evidence, build_report, sign_envelope
-from .common import CommandError, json_errors, print_json, usage_error
+from .common import CommandError, json_errors, print_json, printable, usage_error
 
 EXIT_NO_OWNER = 3
 CHOSEN_CATEGORY = "report.category"      # the slug of the category flag given, in click's context meta
@@ -39,8 +39,15 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 def config_option(func):
     return click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-                        help="reporter configuration [default: $NETIMMUNE_CONFIG_DIR or ~/.config/netimmune"
+                        help="reporter configuration; the log of sent reports (sent.jsonl) and the outbox folder "
+                             "are kept beside it [default: $NETIMMUNE_CONFIG_DIR or ~/.config/netimmune"
                              "/report.json]")(func)
+
+
+def config_file(path: Path | None) -> Path:
+    """The configuration --config names, or the default one; what `report` keeps (sent.jsonl, outbox/) lives
+    beside it, so each configuration has its own."""
+    return path or config_dir() / "report.json"
 
 
 def dev_option(func):
@@ -57,7 +64,7 @@ def fetcher_for(config: ReporterConfig | None, dev: bool) -> Fetcher:
 
 def load_config(path: Path | None) -> ReporterConfig:
     try:
-        return ReporterConfig.load(path or config_dir() / "report.json")
+        return ReporterConfig.load(config_file(path))
     except ConfigError as exc:
         raise CommandError(str(exc), code="config") from None
 
@@ -122,16 +129,20 @@ def _refuse_too_much(items: list[Evidence]) -> None:
                            "carry: pass the relevant lines only", code="evidence_too_large")
 
 
-def sent_log() -> Path:
-    return config_dir() / "sent.jsonl"
+def sent_log(config: Path) -> Path:
+    return config.with_name("sent.jsonl")
 
 
-def remember(report_id: str, ip: str, endpoint: str) -> None:
-    """A local note of where each report went, so `report status` knows whom to ask."""
-    path = sent_log()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as log:
-        log.write(json.dumps({"report_id": report_id, "ip": ip, "endpoint": endpoint}) + "\n")
+def remember(log: Path, report_id: str, ip: str, endpoint: str) -> None:
+    """A local note of where each report went, so `report status` knows whom to ask. The report is delivered by
+    then, and that is what counts: a note that cannot be written is a warning."""
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as lines:
+            lines.write(json.dumps({"report_id": report_id, "ip": ip, "endpoint": endpoint}) + "\n")
+    except OSError as exc:
+        click.echo(f"warning: the report was delivered, but noting it in {log} failed ({exc}): `report status "
+                   f"{report_id}` will need --endpoint {endpoint}", err=True)
 
 
 def choose_category(ctx: click.Context, param: click.Parameter, given: bool) -> None:
@@ -162,7 +173,7 @@ def bulk_options(func):
         click.option("--batch-size", type=click.IntRange(1, 1000), default=500, show_default=True,
                      help="with --bulk: reports per request"),
         click.option("--max-wait", type=click.IntRange(0), default=300, show_default=True,
-                     help="with --bulk: seconds to wait for one rate-limited owner before stopping"),
+                     help="with --bulk: seconds to wait for one rate-limited owner before leaving its lines for a rerun"),
     ]
     for option in reversed(options):
         func = option(func)
@@ -200,8 +211,19 @@ def send(ip, port, comment, observed, evidence_files, dry_run, as_json, root_url
     A rank:     report credentials FILE   (what your NOC's `netimmune endorse` wrote for your key)
     Exit codes: 0 delivered (or mailed to the RDAP abuse contact), 1 refused or unreachable, 2 a mistake in
     the command line, 3 no owner found.
-    With --json, errors too are JSON on stdout: {"error": {"code": …, "message": …}}, with "status" and
-    "retry_after" beside "error" when a node refused.
+
+    With --json, a refusal (exit 1 or 3) is JSON on stdout too, beside the message on stderr: {"error":
+    {"code": …, "message": …}}, with "status" and "retry_after" beside "error" when a node refused. So is a
+    mistake in the command line found once the options are read (exit 2: a bad IP, a bad --time), but a
+    mistake click finds while reading the options (an unknown option, a bad --port) is only the message on
+    stderr.
+
+    Evidence: each --evidence FILE, and stdin whenever it is not a terminal. A loop that reads addresses from
+    a file must give each report its own stdin, or the first report takes the rest of the file as its
+    evidence:
+
+    \b
+        while read ip; do report --port-scan "$ip" < /dev/null; done < ips.txt
     """
     category = click.get_current_context().meta.get(CHOSEN_CATEGORY)
     if bulk_file is not None:
@@ -238,19 +260,21 @@ def send(ip, port, comment, observed, evidence_files, dry_run, as_json, root_url
         delivery = submitter.deliver(sign_envelope(report, key, credentials))
     except DeliveryError as exc:
         if exc.kind == "no_owner" and not no_fallback:
-            return fall_back_to_rdap(report, config, submitter.http, rdap_url, as_json, exc)
+            outbox = config_file(config_path).with_name("outbox")
+            return fall_back_to_rdap(report, config, submitter.http, rdap_url, outbox, as_json, exc)
         raise delivery_failed(exc) from None
-    remember(report["report_id"], ip, delivery.endpoint)
+    remember(sent_log(config_file(config_path)), report["report_id"], ip, delivery.endpoint)
     if as_json:
         print_json({"report_id": report["report_id"], "endpoint": delivery.endpoint, "status": delivery.status,
                     "answer": delivery.answer, "hops": list(delivery.resolution.hops)})
     else:
         again = " (already received earlier)" if delivery.status == 200 else ""
         click.echo(f"reported {ip} ({category}) to {delivery.endpoint}{again}")
-        click.echo(f"report id {report['report_id']}, status {delivery.answer.get('status')}, "
-                   f"rank by your credentials: {delivery.answer.get('rank', 'anonymous')}")
+        click.echo(printable(f"report id {report['report_id']}, status {delivery.answer.get('status')}, "
+                             f"rank by your credentials: {delivery.answer.get('rank', 'anonymous')}"))
         if delivery.answer.get("credentials_ignored"):
-            click.echo(f"warning: credentials not accepted: {delivery.answer['credentials_ignored']}", err=True)
+            click.echo(printable(f"warning: credentials not accepted: {delivery.answer['credentials_ignored']}"),
+                       err=True)
 
 
 def signing_key(config: ReporterConfig) -> KeyPair:
@@ -285,24 +309,30 @@ def send_bulk(submitter: Submitter, config: ReporterConfig, csv_path: Path, stat
 
         importer = BulkImport(submitter, key, config.reporter, credentials, batch_size=batch_size,
                               max_wait=max_wait, on_progress=show)
+        incomplete: BulkIncomplete | None = None
         try:
             summary = importer.run(csv_path, state_path)
+        except BulkIncomplete as exc:   # gone through, some lines left for a rerun: the summary, then exit 1
+            summary, incomplete = exc.summary, exc
         except (BulkError, OSError) as exc:
-            raise CommandError(str(exc), code="bulk_stopped") from None
+            raise CommandError(printable(str(exc)), code="bulk_stopped") from None
         except KeyboardInterrupt:
             raise CommandError(f"interrupted; run the same command again to resume from {state_path}",
                                code="interrupted") from None
+    if not as_json:
+        for line in summary.lines():
+            click.echo(printable(line))
+    if incomplete is not None:
+        raise CommandError(printable(str(incomplete)), code="bulk_incomplete", details=summary.to_json())
     if as_json:
         print_json(summary.to_json())
-    else:
-        for line in summary.lines():
-            click.echo(line)
 
 
-def fall_back_to_rdap(report: dict, config: ReporterConfig, http: Fetcher, rdap_url: str | None, as_json: bool,
-                      error: DeliveryError) -> None:
-    """The owner is not on netimmune: mail its RIR-listed abuse contact an X-ARF report in an ARF email."""
-    from ..client.rdap import RdapError, report_to_abuse_contact
+def fall_back_to_rdap(report: dict, config: ReporterConfig, http: Fetcher, rdap_url: str | None, outbox: Path,
+                      as_json: bool, error: DeliveryError) -> None:
+    """The owner is not on netimmune: mail its RIR-listed abuse contact an X-ARF report in an ARF email, or write
+    it to `outbox` for the person to send."""
+    from ..client.rdap import MailError, RdapError, report_to_abuse_contact
 
     ip = report["source_identifier"]
     sender = config.reporter.get("contact") or "netimmune-reporter@localhost"
@@ -310,10 +340,17 @@ def fall_back_to_rdap(report: dict, config: ReporterConfig, http: Fetcher, rdap_
         fallback = report_to_abuse_contact(report, http, sender=sender,
                                            reporter_name=config.reporter.get("org") or None,
                                            smtp_host=config.smtp_host, smtp_port=config.smtp_port,
-                                           outbox_dir=config_dir() / "outbox", base_url_override=rdap_url)
-    except (RdapError, OSError) as exc:
-        raise CommandError(f"{error.message}; asking its registry for an abuse contact failed too ({exc}); "
-                           "try again later", code="rdap_failed") from None
+                                           outbox_dir=outbox, base_url_override=rdap_url)
+    except RdapError as exc:
+        raise CommandError(printable(f"{error.message}; asking its registry for an abuse contact failed too ({exc}); "
+                                     "try again later"), code="rdap_failed") from None
+    except MailError as exc:
+        raise CommandError(printable(f"{ip} is not on netimmune, and {exc}; the X-ARF report for {exc.recipient} is "
+                                     f"kept in {exc.kept}: send that file yourself"),
+                           code="smtp_failed", details={"destination": exc.kept}) from None
+    except OSError as exc:
+        raise CommandError(f"{ip} is not on netimmune, and writing its X-ARF report to {outbox} failed: {exc}",
+                           code="outbox_failed") from None
     if fallback is None:
         raise CommandError(f"{ip} is not on netimmune, and its registry lists no abuse contact for it",
                            code="no_abuse_contact", exit_code=EXIT_NO_OWNER)
@@ -324,17 +361,20 @@ def fall_back_to_rdap(report: dict, config: ReporterConfig, http: Fetcher, rdap_
                     "network": fallback.contact.network, "registry": fallback.contact.server,
                     "sent": sent, "destination": where})
     else:
+        contact = fallback.contact
         click.echo(f"{ip} is not on netimmune: no report node holds its address space")
-        click.echo(f"abuse contact (RDAP): {fallback.contact.email} — {fallback.contact.network or ''} "
-                   f"{fallback.contact.range or ''}, via {fallback.contact.server}")
-        click.echo(f"sent X-ARF report {report['report_id']} to {fallback.contact.email} through {where}" if sent
-                   else f"wrote X-ARF report {report['report_id']} to {where} — send it to {fallback.contact.email}")
+        click.echo(printable(f"abuse contact (RDAP): {contact.email} — {contact.network or ''} "
+                             f"{contact.range or ''}, via {contact.server}"))
+        click.echo(printable(f"sent X-ARF report {report['report_id']} to {contact.email} through {where}" if sent
+                             else f"wrote X-ARF report {report['report_id']} to {where} — send it to "
+                                  f"{contact.email}"))
 
 
 def delivery_failed(error: DeliveryError) -> CommandError:
     """With --json, the node's status and Retry-After go beside the error, when a node refused."""
     details = {"status": error.status, "retry_after": error.retry_after}
-    return CommandError(error.message, code=error.kind, exit_code=EXIT_NO_OWNER if error.kind == "no_owner" else 1,
+    return CommandError(printable(error.message), code=error.kind,
+                        exit_code=EXIT_NO_OWNER if error.kind == "no_owner" else 1,
                         details={name: value for name, value in details.items() if value is not None})
 
 
@@ -372,7 +412,7 @@ def show_owner(submitter: Submitter, ip: str, as_json: bool) -> None:
 @config_option
 def init(root_url, root_key, org, contact, domain, smtp, credentials_file, dev, config_path) -> None:
     """Create your reporter key and configuration."""
-    path = config_path or config_dir() / "report.json"
+    path = config_file(config_path)
     if path.exists():
         raise CommandError(f"{path} exists; edit it, or pass --config for another one")
     key_file = path.with_name("reporter.key")
@@ -429,7 +469,7 @@ def describe_standing(standing: Standing) -> str:
 def use_credentials(credentials_file, config_path) -> None:
     """Sign your reports with the rank your NOC endorsed your key with: check FILE (what `netimmune endorse`
     wrote for your key) and send it with every report from now on."""
-    path = config_path or config_dir() / "report.json"
+    path = config_file(config_path)
     config = load_config(path)
     standing = checked_credentials(credentials_file, signing_key(config), config.root_key)
     config.credentials_file = str(credentials_file.resolve())
@@ -452,16 +492,17 @@ def status(report_id, endpoint, as_json, dev, config_path) -> None:
     except ValueError:
         raise usage_error(f"{report_id!r} is not a report id (a UUID, as `report` printed it)",
                           code="bad_report_id") from None
-    endpoint = checked_option("--endpoint", check_base_url, endpoint) if endpoint else sent_to(report_id)
-    path = config_path or config_dir() / "report.json"
+    path = config_file(config_path)
+    endpoint = checked_option("--endpoint", check_base_url, endpoint) if endpoint \
+        else sent_to(sent_log(path), report_id)
     config = load_config(path) if path.exists() else None
     try:
         response = fetcher_for(config, dev).get(f"{endpoint}/v1/reports/{report_id}")
     except FetchError as exc:
-        raise CommandError(exc.message, code=exc.kind) from None
+        raise CommandError(printable(exc.message), code=exc.kind) from None
     if response.status_code != 200:
         code, message = refusal(response)
-        raise CommandError(f"{endpoint} answered {response.status_code}: {message}", code=code,
+        raise CommandError(printable(f"{endpoint} answered {response.status_code}: {message}"), code=code,
                            details={"status": response.status_code})
     body = json_object(response)
     if body is None or not all(isinstance(body.get(name), str) for name in ("report_id", "ip", "category", "status")):
@@ -470,13 +511,14 @@ def status(report_id, endpoint, as_json, dev, config_path) -> None:
     if as_json:
         print_json(body)
     else:
-        click.echo(f"{body['report_id']}: {body['ip']} ({body['category']}) is {body['status']} at {endpoint}")
+        click.echo(printable(f"{body['report_id']}: {body['ip']} ({body['category']}) is {body['status']} at "
+                             f"{endpoint}"))
 
 
-def sent_to(report_id: str) -> str:
+def sent_to(log: Path, report_id: str) -> str:
     """Where the local log says the report went; a damaged line is skipped, as the log is only a convenience."""
     endpoint = None
-    lines = sent_log().read_text(errors="replace").splitlines() if sent_log().exists() else []
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
     for line in lines:
         try:
             entry = json.loads(line)

@@ -8,13 +8,18 @@ lookup per distinct address), and the rows are grouped by owner and posted in ba
 Exactly once, across interruptions:
 - a row's report_id is a UUID derived from the reporter key and the row itself, so a row sent again
   after a crash carries the same id and its owner answers 200 duplicate instead of storing it twice;
-- a state file, replaced atomically after every batch, records the line before which everything is
-  handled and, within the chunk in progress, each line handled. A rerun with the same state resumes
-  there and sends only the other lines, even when an address changed owner in between.
+- a state file, replaced atomically whenever an owner answers, records the line before which everything is
+  handled (but for the lines left for a rerun) and, within the chunk in progress, each line handled. A
+  rerun with the same state resumes there and sends only the other lines, even when an address changed
+  owner in between.
+
+An owner that cannot take its rows now (its node down or failing, or rate-limiting past --max-wait) does
+not hold up the others: its rows are left for a rerun, which sends only them, and the run ends with
+BulkIncomplete, naming how many lines are left and why.
 
 No row is dropped silently: those not delivered (unparseable, unowned, unresolvable, refused by their
-owner) go to an "unsent" CSV beside the state with the reason; the unowned ones are the input for
-finding an abuse contact another way (the registry's RDAP record).
+owner or, like an over-long comment, before sending) go to an "unsent" CSV beside the state with the
+reason; the unowned ones are the input for finding an abuse contact another way (the registry's RDAP record).
 """
 from __future__ import annotations
 
@@ -34,13 +39,13 @@ from pathlib import Path
 from ..protocol.categories import Category, from_abuseipdb_ids
 from ..protocol.keys import KeyPair
 from ..protocol.prefixes import AddressError, parse_ip
-from ..protocol.report import build_report, sign_envelope
+from ..protocol.report import MAX_TEXT, build_report, sign_envelope
 from .resolver import Failure, ResolutionError
 from .submitter import DeliveryError, Submitter
 
 COLUMNS = ("IP", "Categories", "ReportDate", "Comment")
 ROW_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://netimmune.invalid/report/bulk")
-STATE_VERSION = 2
+STATE_VERSION = 3             # 3: lines left for a rerun, which a reader of 2 would skip
 MAX_SINGLE_WAIT = 60          # nodes count rates per minute: no wait needs to be longer
 UNREACHABLE_RETRIES = 3
 RESUME = "run the same command again to resume"
@@ -51,20 +56,44 @@ NOT_DELIVERED = (REJECTED, UNOWNED, UNRESOLVED, UNPARSEABLE)
 
 
 class BulkError(Exception):
-    """The import cannot go on (a changed file, an owner that stays unreachable or rate-limited);
-    what was handled is in the state file, and the same command resumes after the cause is gone."""
+    """The import cannot go on (a changed file, an unreachable root); what was handled is in the state
+    file, and the same command resumes after the cause is gone."""
+
+
+class BulkIncomplete(BulkError):
+    """The whole file was gone through, but some lines are left for a rerun: an error, so that no caller
+    takes a partial import for a finished one. The message (one line) says how many and why; `summary`
+    has the rest."""
+
+    def __init__(self, summary: Summary):
+        why = "; ".join(f"{n} because {reason}" for reason, n in sorted(summary.left_reasons.items(),
+                                                                         key=lambda item: -item[1]))
+        super().__init__(f"{summary.left} of {summary.total} lines left for a rerun ({RESUME} later): {why}")
+        self.summary = summary
+
+
+class Unavailable(Exception):
+    """An owner (or, for one row, the lookup) that cannot take reports now; the message says why, once for
+    all the rows it leaves."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str                  # one of OUTCOMES
+    reason: str | None = None  # a stable code for the summary (timestamp_too_old, bad_ip, …)
+    message: str = ""          # the full explanation, for the unsent file
 
 
 @dataclass(frozen=True)
 class Row:
-    """One CSV record; `problem` (code, message) when it cannot become a report."""
+    """One CSV record; `problem`, its outcome, when it cannot become a report."""
 
     line: int                            # the line the record starts on
     values: tuple[str, str, str, str]    # IP, Categories, ReportDate, Comment as written
     report_id: str
     category: Category | None = None
     observed: datetime | None = None
-    problem: tuple[str, str] | None = None
+    problem: Outcome | None = None
 
     @property
     def ip(self) -> str:
@@ -73,13 +102,6 @@ class Row:
     @property
     def comment(self) -> str | None:
         return self.values[3] or None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    kind: str                  # one of OUTCOMES
-    reason: str | None = None  # a stable code for the summary (timestamp_too_old, bad_ip, …)
-    message: str = ""          # the full explanation, for the unsent file
 
 
 def batches(items: Iterable, size: int) -> Iterator[list]:
@@ -99,37 +121,61 @@ def row_id(reporter_key: str, occurrence: int, values: Sequence[str]) -> str:
 
 
 def parse_row(line: int, values: tuple[str, str, str, str], report_id: str) -> Row:
-    ip_text, categories, date, _ = values
+    ip_text, categories, date, comment = values
+
+    def unparseable(code: str, message: str) -> Row:
+        return Row(line, values, report_id, problem=Outcome(UNPARSEABLE, code, message))
+
     try:
         parse_ip(ip_text)
     except AddressError as exc:
-        return Row(line, values, report_id, problem=("bad_ip", str(exc)))
+        return unparseable("bad_ip", str(exc))
     try:
         ids = [int(part) for part in categories.split(",") if part.strip()]
     except ValueError:
-        return Row(line, values, report_id, problem=("bad_categories", f"Categories {categories!r} are not "
-                                                     "comma-separated AbuseIPDB ids"))
+        return unparseable("bad_categories", f"Categories {categories!r} are not comma-separated AbuseIPDB ids")
     category = from_abuseipdb_ids(ids)
     if category is None:
-        return Row(line, values, report_id, problem=("no_category", f"AbuseIPDB categories {categories!r} "
-                                                     "name nothing netimmune reports (see report --help)"))
+        return unparseable("no_category", f"AbuseIPDB categories {categories!r} name nothing netimmune reports "
+                           "(see report --help)")
     try:
         observed = datetime.fromisoformat(date)
     except ValueError:
-        return Row(line, values, report_id, problem=("bad_date", f"ReportDate {date!r} is not ISO 8601"))
+        return unparseable("bad_date", f"ReportDate {date!r} is not ISO 8601")
     if observed.tzinfo is None:
         observed = observed.replace(tzinfo=timezone.utc)
+    if len(comment) > MAX_TEXT:     # every owner would refuse it (bad_field): refused here, as `report --comment` is
+        return Row(line, values, report_id, problem=Outcome(
+            REJECTED, "comment_too_long", f"Comment has {len(comment):,} characters; a report's comment may have "
+                                          f"at most {MAX_TEXT:,}"))
     return Row(line, values, report_id, category, observed.astimezone(timezone.utc))
+
+
+def records(lines: Iterable[str]) -> Iterator[tuple[int, list[str] | csv.Error]]:
+    """(first line, cells) of each CSV record; one the csv module cannot read (a field over its size limit)
+    comes as the error instead, and reading goes on at the next line."""
+    reader = csv.reader(lines)
+    start = 1
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            record = exc
+        yield start, record
+        start = reader.line_num + 1
 
 
 def read_rows(lines: Iterable[str], reporter_key: str) -> Iterator[Row]:
     """Every record of the CSV, parsed; a header row (first cell `IP`) picks the columns by name."""
-    reader = csv.reader(lines)
     columns: tuple[int | None, ...] | None = None
     seen: Counter = Counter()
-    start = 1
-    for record in reader:
-        line, start = start, reader.line_num + 1
+    for line, record in records(lines):
+        if isinstance(record, csv.Error):    # nothing of it is known: never sent, so it needs no report_id
+            yield Row(line, ("", "", "", ""), "", problem=Outcome(UNPARSEABLE, "unreadable",
+                                                                  f"not a readable CSV record: {record}"))
+            continue
         if columns is None:
             columns = header_columns(record)
             if columns is not None:
@@ -163,11 +209,12 @@ def classify(status: int, answer: dict) -> Outcome:
 
 @dataclass
 class ImportState:
-    """What a resumed import needs; saved as JSON after every batch."""
+    """What a resumed import needs; saved as JSON whenever an owner answers."""
 
     source: str                                            # sha256 of the CSV
-    handled_through: int = 0                               # every line up to this one is handled
-    handled_lines: set[int] = field(default_factory=set)   # past it: the lines handled in the chunk in progress
+    handled_through: int = 0                               # every line up to this one is handled, but for
+    left_lines: set[int] = field(default_factory=set)      # these, left for a rerun (their owner was down)
+    handled_lines: set[int] = field(default_factory=set)   # the lines handled in the chunk in progress
     unsent_bytes: int = 0                                  # how much of the unsent file is accounted for
     counts: Counter = field(default_factory=Counter)
     reasons: dict[str, Counter] = field(default_factory=dict)
@@ -184,7 +231,8 @@ class ImportState:
 
     def to_json(self) -> dict:
         return {"version": STATE_VERSION, "source": self.source, "handled_through": self.handled_through,
-                "handled_lines": sorted(self.handled_lines), "unsent_bytes": self.unsent_bytes,
+                "left_lines": sorted(self.left_lines), "handled_lines": sorted(self.handled_lines),
+                "unsent_bytes": self.unsent_bytes,
                 "counts": dict(self.counts), "reasons": {k: dict(v) for k, v in self.reasons.items()},
                 "finished": self.finished}
 
@@ -192,8 +240,9 @@ class ImportState:
     def from_json(cls, doc: dict) -> ImportState:
         if doc.get("version") != STATE_VERSION:
             raise ValueError(f"state version {doc.get('version')!r} is not {STATE_VERSION}")
-        return cls(doc["source"], doc["handled_through"], set(doc["handled_lines"]), doc["unsent_bytes"],
-                   Counter(doc["counts"]), {k: Counter(v) for k, v in doc["reasons"].items()}, doc["finished"])
+        return cls(doc["source"], doc["handled_through"], set(doc["left_lines"]), set(doc["handled_lines"]),
+                   doc["unsent_bytes"], Counter(doc["counts"]), {k: Counter(v) for k, v in doc["reasons"].items()},
+                   doc["finished"])
 
     def save(self, path: Path) -> None:
         """Write a sibling file, flush it to disk, rename it over the old one: never half a state."""
@@ -211,10 +260,16 @@ class Summary:
     reasons: dict[str, dict[str, int]]
     unsent_file: Path
     total: int
+    left_reasons: dict[str, int] = field(default_factory=dict)   # why lines are left for a rerun: how many each
+
+    @property
+    def left(self) -> int:
+        return sum(self.left_reasons.values())
 
     def to_json(self) -> dict:
         return {"total": self.total, **{kind: self.counts.get(kind, 0) for kind in OUTCOMES},
-                "reasons": self.reasons, "unsent_file": str(self.unsent_file)}
+                "reasons": self.reasons, "left": self.left, "left_reasons": self.left_reasons,
+                "unsent_file": str(self.unsent_file)}
 
     def lines(self) -> list[str]:
         out = [f"{self.total} lines: " + ", ".join(f"{self.counts.get(kind, 0)} {kind}" for kind in OUTCOMES)]
@@ -258,6 +313,57 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(source, "sha256").hexdigest()
 
 
+class ImportRun:
+    """One pass over the CSV: its state and unsent file, and the lines it leaves for a rerun."""
+
+    def __init__(self, state: ImportState, state_path: Path, unsent: UnsentFile, total: int,
+                 on_progress: Callable[[int, int, str], None]):
+        self.state = state
+        self.state_path = state_path
+        self.unsent = unsent
+        self.total = total
+        self.on_progress = on_progress
+        self.left: dict[int, str] = {}           # line → why it is left for a rerun
+        self.unavailable: dict[str, str] = {}    # endpoint → why it takes nothing more in this run
+
+    def record(self, answered: Iterable[tuple[Row, Outcome]]) -> None:
+        """Rows their owner answered are handled from now on, even if the rest of their batch is then given up."""
+        for row, outcome in answered:
+            self.state.count(outcome)
+            if outcome.kind in NOT_DELIVERED:
+                self.unsent.add(row, outcome)
+            self.state.handled_lines.add(row.line)
+        self.save()
+
+    def leave(self, rows: Iterable[Row], reason: str) -> None:
+        for row in rows:
+            self.left.setdefault(row.line, reason)
+
+    def end_chunk(self, chunk: Sequence[Row], leftovers: Iterable[tuple[Row, Outcome]]) -> None:
+        for row, outcome in leftovers:
+            self.state.count(outcome)
+            self.unsent.add(row, outcome)
+        lines = {row.line for row in chunk}
+        self.state.left_lines = (self.state.left_lines - lines) | (lines & self.left.keys())
+        self.state.handled_through = max(self.state.handled_through, chunk[-1].line)
+        # only this chunk's: a rerun's chunks start with the lines left, so lines an interrupted chunk
+        # handled may fall in the next one
+        self.state.handled_lines -= lines
+        self.save()
+
+    def save(self) -> None:
+        self.state.unsent_bytes = self.unsent.sync()
+        self.state.save(self.state_path)
+        self.progress("delivering")
+
+    def progress(self, phase: str) -> None:
+        self.on_progress(self.state.handled, self.total, phase)
+
+    def summary(self) -> Summary:
+        return Summary(dict(self.state.counts), {k: dict(v) for k, v in self.state.reasons.items()}, self.unsent.path,
+                       self.total, dict(Counter(self.left.values())))
+
+
 class BulkImport:
     def __init__(self, submitter: Submitter, key: KeyPair, reporter: dict, credentials: list | None = None, *,
                  batch_size: int = 500, chunk_size: int = 5000, max_wait: float = 300.0,
@@ -276,21 +382,25 @@ class BulkImport:
         self.on_progress = on_progress
 
     def run(self, csv_path: Path, state_path: Path) -> Summary:
+        """The summary once every line is handled; BulkIncomplete, with it, when lines are left for a rerun."""
         state = self._load_state(state_path, file_digest(csv_path))
         total = sum(1 for _ in self._rows(csv_path))
-        unsent = UnsentFile(unsent_path(state_path), state.unsent_bytes)
-        state.save(state_path)
+        run = ImportRun(state, state_path, UnsentFile(unsent_path(state_path), state.unsent_bytes), total,
+                        self.on_progress)
         try:
-            self.on_progress(state.handled, total, "delivering")
+            run.save()
             if not state.finished:
-                rows = (row for row in self._rows(csv_path) if row.line > state.handled_through)
+                through, left = state.handled_through, set(state.left_lines)
+                rows = (row for row in self._rows(csv_path) if row.line > through or row.line in left)
                 for chunk in batches(rows, self.chunk_size):
-                    self._chunk(chunk, state, state_path, unsent, total)
-                state.finished = True
-                state.save(state_path)
+                    self._chunk(chunk, run)
+                state.finished = not state.left_lines
+                run.save()
         finally:
-            unsent.close()
-        return Summary(dict(state.counts), {k: dict(v) for k, v in state.reasons.items()}, unsent.path, total)
+            run.unsent.close()
+        if run.left:
+            raise BulkIncomplete(run.summary())
+        return run.summary()
 
     def _rows(self, csv_path: Path) -> Iterator[Row]:
         with csv_path.open(newline="", encoding="utf-8-sig") as source:
@@ -299,8 +409,6 @@ class BulkImport:
             except UnicodeDecodeError as exc:
                 raise BulkError(f"{csv_path} is not UTF-8 text ({exc.reason}); save it as UTF-8 and run the "
                                 "command again") from None
-            except csv.Error as exc:
-                raise BulkError(f"{csv_path} is not a readable CSV: {exc}") from None
 
     @staticmethod
     def _load_state(path: Path, digest: str) -> ImportState:
@@ -316,49 +424,50 @@ class BulkImport:
                             "afresh (rows already delivered are then answered as duplicates)")
         return state
 
-    def _chunk(self, chunk: Sequence[Row], state: ImportState, state_path: Path, unsent: UnsentFile,
-               total: int) -> None:
-        self.on_progress(state.handled, total, "finding owners")
+    def _chunk(self, chunk: Sequence[Row], run: ImportRun) -> None:
+        state = run.state
+        run.progress("finding owners")
         groups: dict[str, list[Row]] = {}
         leftovers: list[tuple[Row, Outcome]] = []
         for row in chunk:
             if row.line in state.handled_lines:   # before an interruption, whoever owns it now
                 continue
-            endpoint, outcome = self._owner(row)
+            try:
+                endpoint, outcome = self._owner(row)
+            except Unavailable as exc:
+                run.leave([row], str(exc))
+                continue
             if outcome is not None:
                 leftovers.append((row, outcome))
             else:
                 groups.setdefault(endpoint, []).append(row)
-        self.on_progress(state.handled, total, "delivering")
+        run.progress("delivering")
         for endpoint, rows in groups.items():
-            for batch in batches(rows, self.batch_size):
-                for row, outcome in zip(batch, self._deliver(endpoint, batch)):
-                    state.count(outcome)
-                    if outcome.kind in NOT_DELIVERED:
-                        unsent.add(row, outcome)
-                state.handled_lines.update(row.line for row in batch)
-                state.unsent_bytes = unsent.sync()
-                state.save(state_path)
-                self.on_progress(state.handled, total, "delivering")
-        for row, outcome in leftovers:
-            state.count(outcome)
-            unsent.add(row, outcome)
-        state.handled_through = chunk[-1].line
-        state.handled_lines.clear()
-        state.unsent_bytes = unsent.sync()
-        state.save(state_path)
-        self.on_progress(state.handled, total, "delivering")
+            if endpoint not in run.unavailable:
+                try:
+                    for batch in batches(rows, self.batch_size):
+                        self._deliver(endpoint, batch, run)
+                except Unavailable as exc:    # not tried again in this run: the other owners go on
+                    run.unavailable[endpoint] = str(exc)
+            if endpoint in run.unavailable:
+                run.leave((row for row in rows if row.line not in state.handled_lines), run.unavailable[endpoint])
+        run.end_chunk(chunk, leftovers)
 
     def _owner(self, row: Row) -> tuple[str | None, Outcome | None]:
+        """The row's owner, or the outcome of a row that has none; Unavailable when a node on the way does not
+        answer now, BulkError when that node is the root, which every other lookup needs too."""
         if row.problem:
-            return None, Outcome(UNPARSEABLE, *row.problem)
+            return None, row.problem
         try:
             resolution = self.submitter.resolver.resolve(row.ip)
         except ResolutionError as exc:
-            if exc.failure is Failure.UNREACHABLE:
-                raise BulkError(f"could not find the owner of {row.ip} (line {row.line}): {exc.message}; "
-                                f"{RESUME}") from None
-            return None, Outcome(UNRESOLVED, exc.failure.value, exc.message)
+            if exc.failure is not Failure.UNREACHABLE:
+                return None, Outcome(UNRESOLVED, exc.failure.value, exc.message)
+            node = exc.hops[-1]
+            if node == self.submitter.resolver.root_url:
+                raise BulkError(f"could not reach the root {node} to find the owner of {row.ip} (line {row.line}): "
+                                f"{exc.message}; {RESUME}") from None
+            raise Unavailable(f"{node} did not answer the owner lookup") from None
         if not resolution.owned:
             return None, Outcome(UNOWNED, "no_owner", f"no owner of {row.ip} is registered on netimmune")
         return resolution.endpoint, None
@@ -368,10 +477,11 @@ class BulkImport:
                               report_id=row.report_id)
         return sign_envelope(report, self.key, self.credentials)
 
-    def _deliver(self, endpoint: str, batch: Sequence[Row]) -> list[Outcome]:
-        """Every row of the batch answered; 429s wait and retry in smaller batches, 421s follow the referral."""
+    def _deliver(self, endpoint: str, batch: Sequence[Row], run: ImportRun) -> None:
+        """Deliver a batch, recording each answer as it comes, so what the owner took stays handled when it then
+        fails or keeps rate-limiting (Unavailable, for the rest); 429s wait and retry in smaller batches, 421s
+        follow the referral."""
         envelopes = {row.line: self._envelope(row) for row in batch}
-        outcomes: dict[int, Outcome] = {}
         queue, size, waited, attempt = list(batch), len(batch), 0.0, 0
         while queue:
             part, queue = queue[:size], queue[size:]
@@ -380,25 +490,30 @@ class BulkImport:
             except DeliveryError as exc:
                 retryable = exc.kind == "rate_limited" or (exc.kind == "unreachable" and attempt < UNREACHABLE_RETRIES)
                 if not retryable:
-                    raise BulkError(f"{exc.message}; {RESUME}") from None
+                    raise Unavailable(exc.message) from None
                 queue, attempt = part + queue, attempt + 1
                 waited = self._wait(exc.retry_after or 2 ** attempt, waited, exc.message)
                 continue
-            limited, retry_after = [], 0
+            answered, limited, retry_after, failure = [], [], 0, None
             for row, answer in zip(part, answers, strict=True):
                 if answer["status"] == 429:
                     limited.append(row)
                     retry_after = max(retry_after, seconds(answer["answer"].get("retry_after")) or 0)
                 elif answer["status"] == 421:
-                    outcomes[row.line] = self._redirected(envelopes[row.line])
+                    try:
+                        answered.append((row, self._redirected(envelopes[row.line])))
+                    except Unavailable as exc:
+                        run.leave([row], str(exc))
                 elif answer["status"] >= 500:
-                    raise BulkError(f"{endpoint} failed on line {row.line}: {answer['answer']}; {RESUME}")
+                    failure = failure or f"{endpoint} failed on line {row.line}: {answer['answer']}"
                 else:
-                    outcomes[row.line] = classify(answer["status"], answer["answer"])
+                    answered.append((row, classify(answer["status"], answer["answer"])))
+            run.record(answered)
+            if failure:
+                raise Unavailable(failure)
             if limited:
                 queue, size, attempt = limited + queue, max(1, size // 2), attempt + 1
                 waited = self._wait(retry_after or 2 ** attempt, waited, f"{endpoint} rate-limits this reporter key")
-        return [outcomes[row.line] for row in batch]
 
     def _redirected(self, envelope: dict) -> Outcome:
         """The owner moved since the lookup: deliver this one on its own, which follows the referral."""
@@ -409,13 +524,14 @@ class BulkImport:
                 return Outcome(UNOWNED, "no_owner", exc.message)
             if exc.kind == "rejected":
                 return Outcome(REJECTED, f"http_{exc.status}", exc.message)
-            raise BulkError(f"{exc.message}; {RESUME}") from None
+            raise Unavailable(exc.message) from None
         return classify(delivery.status, delivery.answer)
 
     def _wait(self, seconds: float, waited: float, why: str) -> float:
         seconds = min(seconds, MAX_SINGLE_WAIT)
         if waited + seconds > self.max_wait:
-            raise BulkError(f"{why}; gave up after waiting {waited:.0f} s (--max-wait {self.max_wait:.0f}); "
-                            f"{RESUME} later")
+            already = f" ({waited:.0f} s waited already)" if waited else ""
+            raise Unavailable(f"{why}, and waiting {seconds:.0f} s more would pass --max-wait {self.max_wait:.0f}"
+                              f"{already}")
         self.sleep(seconds)
         return waited + seconds

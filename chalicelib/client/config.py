@@ -5,7 +5,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from ..protocol.endorsement import MAX_CREDENTIALS
 from ..protocol.keys import InvalidKey, parse_public_key
@@ -24,9 +24,9 @@ def config_dir() -> Path:
 
 def check_base_url(url) -> str:
     """A node's base URL (the root's, a report's owner): http(s) with a host, returned without a trailing '/'."""
-    parts = urlsplit(url) if isinstance(url, str) else None
+    parts = _split(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ConfigError(f"{url!r} is not an http(s) URL with a host")
+        raise ConfigError(f"{url!r} is not an http(s) URL with a host (and a port from 1 to 65535, if it names one)")
     return url.rstrip("/")
 
 
@@ -40,14 +40,21 @@ def check_root_key(key) -> str:
 
 def parse_smtp(text: str) -> tuple[str, int]:
     """HOST, HOST:PORT or [IPv6]:PORT; the port defaults to 25."""
+    parts = _split("//" + text)
+    if parts is None or not parts.hostname or parts.path:
+        raise ConfigError(f"{text!r} is not HOST[:PORT] (a port from 1 to 65535)")
+    return parts.hostname, parts.port or 25
+
+
+def _split(url: str) -> SplitResult | None:
+    """urlsplit, or None for what nothing could connect to: an unclosed [IPv6 literal, or a port that is not a number
+    from 1 to 65535 (urllib takes port 0, and raises for the others only when the port is read)."""
     try:
-        parts = urlsplit("//" + text)
-        host, port = parts.hostname, parts.port or 25
+        parts = urlsplit(url)
+        port = parts.port
     except ValueError:
-        host = None
-    if not host or parts.path or not 0 < port < 65536:
-        raise ConfigError(f"{text!r} is not HOST[:PORT]")
-    return host, port
+        return None
+    return None if port == 0 else parts
 
 
 @dataclass

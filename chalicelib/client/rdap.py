@@ -58,6 +58,16 @@ class RdapError(Exception):
     about whether the address has an abuse contact, so the caller should say "try again later"."""
 
 
+class MailError(Exception):
+    """The mail server refused the report or could not be reached. The report is not lost: `kept` is the .eml file
+    it was written to instead (None without an outbox folder), for the person to send to `recipient`."""
+
+    def __init__(self, server: str, failure: str, recipient: str, kept: str | None):
+        super().__init__(f"the mail server {server} {failure}")
+        self.recipient = recipient
+        self.kept = kept
+
+
 @dataclass(frozen=True)
 class AbuseContact:
     email: str
@@ -254,20 +264,42 @@ def _get(http: Fetcher, url: str, registries: frozenset[str]) -> tuple[str, dict
 def send_or_write(message: EmailMessage, smtp_host: str | None = None, smtp_port: int = 25,
                   outbox_dir: str | Path | None = None) -> str:
     """Send through the configured SMTP server, or else write an .eml file for the person to send;
-    returns where it went ("smtp://host:port" or the file's path).
+    returns where it went ("smtp://host:port" or the file's path). A mail server that refuses the report or
+    cannot be reached is a MailError, after the .eml is written to the outbox all the same.
 
     The EHLO name is the sender's domain: a reporter's laptop has no meaningful host name, and looking
     one up (smtplib's default) can stall on DNS.
     """
     if smtp_host:
         ehlo = parseaddr(str(message["From"]))[1].rpartition("@")[2] or "localhost"
-        with smtplib.SMTP(smtp_host, smtp_port, timeout=SMTP_TIMEOUT, local_hostname=ehlo) as smtp:
-            refused = smtp.send_message(message)
-        if refused:
-            raise smtplib.SMTPRecipientsRefused(refused)
+        try:
+            with smtplib.SMTP(smtp_host, smtp_port, timeout=SMTP_TIMEOUT, local_hostname=ehlo) as smtp:
+                refused = smtp.send_message(message)
+            if refused:
+                raise smtplib.SMTPRecipientsRefused(refused)
+        except OSError as exc:              # smtplib's own errors are OSErrors too
+            kept = _write_eml(message, outbox_dir) if outbox_dir is not None else None
+            raise MailError(f"{smtp_host}:{smtp_port}", _mail_failure(exc), str(message["To"]), kept) from None
         return f"smtp://{smtp_host}:{smtp_port}"
     if outbox_dir is None:
         raise ValueError("say where the report goes: an SMTP server or an outbox folder")
+    return _write_eml(message, outbox_dir)
+
+
+def _mail_failure(exc: OSError) -> str:
+    """What went wrong with the mail server, in words: a refusal quotes its reply."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        replies = list(exc.recipients.values())
+    elif isinstance(exc, smtplib.SMTPResponseException):
+        replies = [(exc.smtp_code, exc.smtp_error)]
+    else:
+        return f"could not be reached ({exc})"
+    said = "; ".join(f"{code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
+                     for code, text in replies)
+    return f"refused the report ({said})"
+
+
+def _write_eml(message: EmailMessage, outbox_dir: str | Path) -> str:
     folder = Path(outbox_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S.%fZ}-xarf-{secrets.token_hex(4)}.eml"
@@ -294,7 +326,8 @@ def report_to_abuse_contact(report_body: dict, http: Fetcher, *, sender: str, re
                             bootstrap: Bootstrap | None = None,
                             base_url_override: str | None = None) -> Fallback | None:
     """The whole fallback for one report: find the abuse contact, build the X-ARF email, send or write it.
-    None when the registry lists no abuse contact; RdapError when the registry could not be asked."""
+    None when the registry lists no abuse contact; RdapError when the registry could not be asked, MailError
+    when the mail server failed (see send_or_write), OSError when the outbox could not be written."""
     contact = find_abuse_contact(report_body["source_identifier"], http, bootstrap, base_url_override)
     if contact is None:
         return None

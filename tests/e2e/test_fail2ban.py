@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,24 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-ACTION = Path(__file__).parents[2] / "contrib" / "fail2ban" / "action.d" / "netimmune.conf"
-DEBIAN_FILTERS = Path("/etc/fail2ban/filter.d")
+from tests.integration.test_fail2ban_action import running_fail2ban, text, wait_until
+
 REPORT = Path(sys.executable).with_name("report")      # the virtualenv's command, as an operator would install it
 ATTACKER = "127.0.1.23"                                # in the customer's 127.0.1.0/24
 UNOWNED = "::1"                                        # no node holds it: the root answers "none"
-
-
-def wait_until(condition, timeout: float, failure: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{failure} (waited {timeout} s)")
-
-
-def text(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
 
 
 @pytest.fixture
@@ -63,46 +49,13 @@ def rdap():
 
 @pytest.fixture
 def fail2ban(tmp_path, reporter_dir, rdap):
-    """fail2ban-server with an sshd jail on tmp_path/auth.log; yields that log and fail2ban's own."""
-    server = shutil.which("fail2ban-server")
-    assert server, "fail2ban is not installed: run `make debian` (Debian package fail2ban)"
-    conf, auth_log, own_log = tmp_path / "fail2ban", tmp_path / "auth.log", tmp_path / "fail2ban.log"
-    (conf / "filter.d").mkdir(parents=True)
-    (conf / "action.d").mkdir()
-    for name in ("sshd.conf", "common.conf"):
-        shutil.copy(DEBIAN_FILTERS / name, conf / "filter.d")
-    shutil.copy(ACTION, conf / "action.d")
-    auth_log.touch()
-    # DEBUG: fail2ban then logs each action's exit code, the failed ones as errors
-    (conf / "fail2ban.conf").write_text(f"[Definition]\nloglevel = DEBUG\nlogtarget = {own_log}\ndbfile = :memory:\n")
-    # loopback is fail2ban's own address: without these two it would never ban the attacker
-    (conf / "jail.local").write_text(f"""[DEFAULT]
-ignoreself = false
-ignoreip =
-backend = polling
-
-[sshd]
-enabled = true
-filter = sshd
-logpath = {auth_log}
-maxretry = 3
-action = netimmune[category=ssh-brute-force, report="{REPORT}", configdir="{reporter_dir}"]
-""")
+    """fail2ban-server with an sshd jail on tmp_path/auth.log whose action reports through the real `report`;
+    yields that log and fail2ban's own."""
     own_env = {name: value for name, value in os.environ.items() if not name.startswith("NETIMMUNE_")}
     own_env["NETIMMUNE_RDAP_URL"] = rdap.url
-    process = subprocess.Popen([server, "-f", "-x", "-c", str(conf), "-s", str(tmp_path / "fail2ban.sock"),
-                                "-p", str(tmp_path / "fail2ban.pid")],
-                               env=own_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: "Jail 'sshd' started" in text(own_log), 20, "fail2ban did not start its jail")
+    action = f'netimmune[category=ssh-brute-force, report="{REPORT}", configdir="{reporter_dir}"]'
+    with running_fail2ban(tmp_path, action, own_env) as (auth_log, own_log, _):
         yield auth_log, own_log
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_fail2ban_ban_delivers_the_matched_lines_verbatim_to_the_owner(tree, reporter_dir, fail2ban, tmp_path):

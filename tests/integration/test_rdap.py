@@ -9,7 +9,6 @@ from __future__ import annotations
 import email
 import ipaddress
 import json
-import smtplib
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -20,7 +19,7 @@ from urllib.parse import unquote
 import pytest
 
 from chalicelib.client.fetch import Fetcher
-from chalicelib.client.rdap import (RdapError, find_abuse_contact, parse_bootstrap, rdap_base_urls,
+from chalicelib.client.rdap import (MailError, RdapError, find_abuse_contact, parse_bootstrap, rdap_base_urls,
                                     report_to_abuse_contact)
 from chalicelib.protocol.categories import by_slug
 from chalicelib.protocol.report import Evidence, build_report
@@ -257,12 +256,17 @@ def test_without_smtp_the_report_is_written_as_eml_for_the_person_to_send(rdap_s
     assert_arf_carries(written.read_bytes(), report)
 
 
-def test_refused_recipient_is_an_error(rdap_server, bootstrap, http, smtp_server) -> None:
+def test_refused_recipient_is_an_error_quoting_the_server_and_the_report_is_kept_in_the_outbox(
+        rdap_server, bootstrap, http, smtp_server, tmp_path) -> None:
     port, mailbox = smtp_server("550 5.1.1 mailbox unavailable")
-    with pytest.raises(smtplib.SMTPRecipientsRefused):
-        report_to_abuse_contact(unowned_report(), http, sender="noc@example.org", smtp_host=LOOPBACK,
-                                smtp_port=port, bootstrap=bootstrap)
+    report = unowned_report()
+    with pytest.raises(MailError) as refused:
+        report_to_abuse_contact(report, http, sender="noc@example.org", smtp_host=LOOPBACK, smtp_port=port,
+                                outbox_dir=tmp_path / "outbox", bootstrap=bootstrap)
+    assert str(refused.value) == f"the mail server {LOOPBACK}:{port} refused the report (550 5.1.1 mailbox unavailable)"
     assert mailbox.messages == []
+    assert [str(path) for path in (tmp_path / "outbox").iterdir()] == [refused.value.kept]
+    assert_arf_carries(Path(refused.value.kept).read_bytes(), report)
 
 
 def test_no_abuse_contact_sends_nothing(rdap_server, bootstrap, http, tmp_path) -> None:

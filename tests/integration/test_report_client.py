@@ -2,6 +2,7 @@
 so every odd answer (an HTTP-date Retry-After, an HTML page, a JSON list) is met for real over HTTP."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -42,10 +43,10 @@ class CannedNode(QuietHandler):
     do_GET = do_POST = answer
 
 
-@pytest.fixture
-def node() -> Iterator:
-    """A fake node; `node.set(status, body, **headers)` decides its next answers, `node.url` is its base,
-    `node.requests` lists what it was asked."""
+@contextlib.contextmanager
+def canned_server() -> Iterator:
+    """A loopback server that answers whatever `server.set(status, body, **headers)` last decided; `server.url` is
+    its base, `server.requests` lists what it was asked."""
     with serve_http(CannedNode) as server:
         server.url = f"http://{LOOPBACK}:{server.server_address[1]}"
         server.requests = []
@@ -57,6 +58,30 @@ def node() -> Iterator:
 
         server.set = set_answer
         server.set(500, {})
+        yield server
+
+
+@pytest.fixture
+def node() -> Iterator:
+    """A fake node (see canned_server)."""
+    with canned_server() as server:
+        yield server
+
+
+@pytest.fixture
+def rdap() -> Iterator:
+    """A fake RDAP server that lists abuse@example.net as the abuse contact of any network it is asked about;
+    `rdap.network(name)` names that network."""
+    with canned_server() as server:
+        def network(name: str) -> None:
+            server.set(200, {"objectClassName": "ip network", "name": name, "startAddress": "198.51.100.0",
+                             "endAddress": "198.51.100.255", "entities": [
+                                 {"roles": ["abuse"], "handle": "ABUSE1", "vcardArray": [
+                                     "vcard", [["version", {}, "text", "4.0"],
+                                               ["email", {}, "text", "abuse@example.net"]]]}]})
+
+        server.network = network
+        network("EXAMPLE-NET")
         yield server
 
 
@@ -424,20 +449,23 @@ def test_dry_run_json_without_an_owner_is_a_refusal_like_the_others(node, report
     assert set(refusal) == {"error", "resolution"}
 
 
-class RefusingOwner(QuietHandler):
-    """Answers every referral query as the owner of 127.0.0.0/8 and refuses every report with the server's
-    `refusal`: (status, headers)."""
+class Owner(QuietHandler):
+    """The owner of 127.0.0.0/8 as the tree names it: answers every referral query with the server's `referral`,
+    every report with its `answer` (status, headers, body) and every status query as the node that keeps it."""
 
     def do_GET(self) -> None:
-        self.reply(200, {}, self.server.referral)
+        if self.path.startswith("/v1/reports/"):
+            report_id = self.path.rpartition("/")[2]
+            self.reply(200, {}, {"report_id": report_id, "ip": "127.0.0.5", "category": "spam", "status": "received"})
+        else:
+            self.reply(200, {}, self.server.referral)
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        status, headers = self.server.refusal
-        self.reply(status, headers, {"error": {"code": "slow_down" if status == 429 else "nope", "message": "no"}})
+        self.server.reports.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+        self.reply(*self.server.answer)
 
-    def reply(self, status: int, headers: dict, body: dict) -> None:
-        data = json.dumps(body).encode()
+    def reply(self, status: int, headers: dict, body) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         for name, value in {"Content-Type": "application/json", "Content-Length": str(len(data)), **headers}.items():
             self.send_header(name, value)
@@ -445,20 +473,29 @@ class RefusingOwner(QuietHandler):
         self.wfile.write(data)
 
 
+@pytest.fixture
+def owner() -> Iterator:
+    """A node the root (itself) names the owner of 127.0.0.0/8; it accepts every report unless a test sets
+    `owner.answer`, and `owner.reports` lists the envelopes it was sent."""
+    from tests.conftest import delegate
+
+    with serve_http(Owner) as server:
+        server.url = f"http://{LOOPBACK}:{server.server_address[1]}"
+        server.referral = {"answer": "authoritative", "ttl": 60,
+                           "chain": [delegate(ROOT, "127.0.0.0/8", KeyPair.generate(), endpoint=server.url).document]}
+        server.answer = (202, {}, {"status": "received", "rank": "anonymous"})
+        server.reports = []
+        yield server
+
+
 @pytest.mark.parametrize("status,headers,beside", [
     (429, {"Retry-After": "5"}, {"status": 429, "retry_after": 5}),
     (422, {}, {"status": 422}),
 ])
-def test_a_nodes_refusal_has_status_and_retry_after_beside_the_error(report_cli, status, headers, beside):
-    from tests.conftest import delegate
-
+def test_a_nodes_refusal_has_status_and_retry_after_beside_the_error(owner, report_cli, status, headers, beside):
     init_reporter(report_cli)
-    with serve_http(RefusingOwner) as server:
-        url = f"http://{LOOPBACK}:{server.server_address[1]}"
-        server.referral = {"answer": "authoritative", "ttl": 60,
-                           "chain": [delegate(ROOT, "127.0.0.0/8", KeyPair.generate(), endpoint=url).document]}
-        server.refusal = (status, headers)
-        result = report_cli(send, "--spam", "127.0.0.5", "--json", "--root-url", url)
+    owner.answer = (status, headers, {"error": {"code": "slow_down" if status == 429 else "nope", "message": "no"}})
+    result = report_cli(send, "--spam", "127.0.0.5", "--json", "--root-url", owner.url)
     assert result.exit_code == 1
     refusal = json.loads(result.stdout)
     assert {key: value for key, value in refusal.items() if key != "error"} == beside
@@ -553,3 +590,145 @@ def test_a_credentials_file_damaged_after_init_is_refused_before_sending(node, r
     assert json.loads(result.stdout)["error"]["code"] == "config"
     assert f"{path} is not a credentials file" in result.stderr
     assert node.requests == []
+
+
+UNOWNED = "198.51.100.7"     # no node holds it: the tests' root answers "none" and the fake RDAP server is asked
+
+
+def report_unowned(report_cli, node, rdap, *args):
+    """A report for an address the tree names no owner of, so `report` falls back to RDAP."""
+    node.set(404, {"answer": "none", "ttl": 60})
+    return report_cli(send, "--spam", UNOWNED, "--root-url", node.url, "--rdap-url", rdap.url, *args)
+
+
+def test_a_delivered_report_whose_sent_log_cannot_be_written_exits_0_with_a_warning(owner, report_cli, tmp_path):
+    """The node has the report: the local note for `report status` failing is a warning, not a failure."""
+    init_reporter(report_cli)
+    log = tmp_path / "config" / "sent.jsonl"
+    log.mkdir()                                  # cannot be appended to, even by root
+    result = report_cli(send, "--spam", "127.0.0.5", "--root-url", owner.url)
+    assert result.exit_code == 0, result.output
+    assert len(owner.reports) == 1 and result.stdout.startswith(f"reported 127.0.0.5 (spam) to {owner.url}")
+    report_id = owner.reports[0]["report"]["report_id"]
+    assert result.stderr.startswith(f"warning: the report was delivered, but noting it in {log} failed")
+    assert f"`report status {report_id}` will need --endpoint {owner.url}" in result.stderr
+
+
+def test_sent_log_follows_the_configuration_given_with_config_and_report_status_finds_it(owner, report_cli, tmp_path,
+                                                                                         monkeypatch):
+    elsewhere = tmp_path / "elsewhere" / "report.json"
+    init_reporter(report_cli, "--config", str(elsewhere))
+    monkeypatch.setenv("NETIMMUNE_CONFIG_DIR", str(tmp_path / "unused"))
+    result = report_cli(send, "--spam", "127.0.0.5", "--root-url", owner.url, "--config", str(elsewhere))
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    report_id = owner.reports[0]["report"]["report_id"]
+    assert json.loads((elsewhere.parent / "sent.jsonl").read_text())["report_id"] == report_id
+    result = report_cli(status, report_id, "--config", str(elsewhere))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"{report_id}: 127.0.0.5 (spam) is received at {owner.url}"
+    assert not (tmp_path / "unused").exists() and not (tmp_path / "config").exists()
+
+
+def test_the_rdap_outbox_follows_the_configuration_given_with_config(node, rdap, report_cli, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere" / "report.json"
+    init_reporter(report_cli, "--config", str(elsewhere))
+    monkeypatch.setenv("NETIMMUNE_CONFIG_DIR", str(tmp_path / "unused"))
+    result = report_unowned(report_cli, node, rdap, "--config", str(elsewhere))
+    assert result.exit_code == 0, result.output
+    written = list((elsewhere.parent / "outbox").glob("*.eml"))
+    assert len(written) == 1 and f"to {written[0]} — send it to abuse@example.net" in result.stdout
+    assert not (tmp_path / "unused").exists()
+
+
+def test_a_mail_server_that_cannot_be_reached_is_named_and_the_report_kept_in_the_outbox(node, rdap, report_cli,
+                                                                                         tmp_path, closed_port):
+    """RDAP answered: the failure is the mail server's, and the mail waits in the outbox instead of being lost."""
+    init_reporter(report_cli, "--smtp", f"{LOOPBACK}:{closed_port}")
+    result = report_unowned(report_cli, node, rdap, "--json")
+    assert result.exit_code == 1
+    written = list((tmp_path / "config" / "outbox").glob("*.eml"))
+    assert len(written) == 1 and b"abuse@example.net" in written[0].read_bytes()
+    refusal = json.loads(result.stdout)
+    assert refusal["error"]["code"] == "smtp_failed" and refusal["destination"] == str(written[0])
+    message = refusal["error"]["message"]
+    assert result.stderr.strip() == f"error: {message}"
+    assert f"the mail server {LOOPBACK}:{closed_port} could not be reached (" in message
+    assert f"the X-ARF report for abuse@example.net is kept in {written[0]}" in message
+    assert "registry" not in message and "RDAP" not in message
+
+
+@pytest.mark.parametrize("args", [
+    ["--root-url", "https://[::1"],
+    ["--root-url", "https://root.example:99999"],
+    ["--root-url", "https://root.example:0"],
+    ["--root-url", "https://root.example", "--smtp", "mail.example:0"],
+    ["--root-url", "https://root.example", "--smtp", "mail.example:65536"],
+    ["--root-url", "https://root.example", "--smtp", "[::1"],
+], ids=["unclosed-ipv6", "port-too-high", "port-0", "smtp-port-0", "smtp-port-too-high", "smtp-unclosed-ipv6"])
+def test_init_refuses_a_url_or_mail_server_nothing_could_connect_to(report_cli, tmp_path, args):
+    result = report_cli(init, *args, "--root-key", ROOT_KEY)
+    option, value = args[-2:]
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {option}: {value!r} is not ")
+    assert "a port from 1 to 65535" in result.stderr
+    assert not (tmp_path / "config").exists()
+
+
+def test_an_unclosed_ipv6_root_url_override_is_a_usage_error():
+    result = CliRunner().invoke(send, ["--dry-run", "127.0.0.5", "--root-url", "https://[::1", "--root-key", ROOT_KEY],
+                                catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --root-url (or NETIMMUNE_ROOT_URL): 'https://[::1' is not an http(s) URL")
+
+
+def test_an_unclosed_ipv6_status_endpoint_is_a_usage_error(report_cli):
+    result = report_cli(status, REPORT_ID, "--endpoint", "http://[::1")
+    assert result.exit_code == 2 and result.stderr.startswith("error: --endpoint: 'http://[::1' is not an http(s) URL")
+
+
+INJECTED = "\r\nX-Injected: yes\x1b[2J"
+
+
+def test_an_rdap_network_name_with_control_characters_is_printed_escaped(node, rdap, report_cli):
+    init_reporter(report_cli)
+    rdap.network("EXAMPLE-NET" + INJECTED)
+    result = report_unowned(report_cli, node, rdap)
+    assert result.exit_code == 0, result.output
+    assert "abuse contact (RDAP): abuse@example.net — EXAMPLE-NET\\r\\nX-Injected: yes\\x1b[2J" in result.stdout
+    assert not any(line.startswith("X-Injected") for line in result.stdout.splitlines())
+    assert "\x1b" not in result.stdout and "\r" not in result.stdout
+
+
+@pytest.mark.parametrize("body", [{"error": {"code": "nope", "message": "no" + INJECTED}}, ("no" + INJECTED).encode()],
+                         ids=["json-message", "plain-text"])
+def test_a_nodes_refusal_with_control_characters_is_printed_escaped(owner, report_cli, body):
+    init_reporter(report_cli)
+    owner.answer = (422, {} if isinstance(body, dict) else {"Content-Type": "text/plain"}, body)
+    result = report_cli(send, "--spam", "127.0.0.5", "--root-url", owner.url)
+    assert result.exit_code == 1
+    assert len(result.stderr.splitlines()) == 1 and "\x1b" not in result.stderr
+    assert result.stderr.rstrip("\n").endswith("no\\r\\nX-Injected: yes\\x1b[2J")
+
+
+def test_report_status_prints_a_nodes_error_body_escaped(node, report_cli):
+    node.set(404, ("gone" + INJECTED).encode(), Content_Type="text/plain")
+    result = report_cli(status, REPORT_ID, "--endpoint", node.url)
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {node.url} answered 404: gone\\r\\nX-Injected: yes\\x1b[2J\n"
+
+
+def help_text() -> str:
+    return " ".join(CliRunner().invoke(send, ["--help"], terminal_width=200).stdout.split())
+
+
+def test_help_says_which_errors_are_json_and_click_usage_errors_print_none(report_cli):
+    assert "With --json, a refusal (exit 1 or 3) is JSON on stdout too" in help_text()
+    assert ("a mistake click finds while reading the options (an unknown option, a bad --port) is only the "
+            "message on stderr") in help_text()
+    result = report_cli(send, "--spam", "127.0.0.5", "--port", "99999", "--json")
+    assert result.exit_code == 2 and result.stdout == ""
+
+
+def test_help_tells_how_to_keep_a_loops_stdin_out_of_the_evidence():
+    assert "stdin whenever it is not a terminal" in help_text()
+    assert 'while read ip; do report --port-scan "$ip" < /dev/null; done < ips.txt' in help_text()
