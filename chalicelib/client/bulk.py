@@ -151,9 +151,10 @@ def parse_row(line: int, values: tuple[str, str, str, str], report_id: str) -> R
     return Row(line, values, report_id, category, observed.astimezone(timezone.utc))
 
 
-def records(lines: Iterable[str]) -> Iterator[tuple[int, list[str] | csv.Error]]:
-    """(first line, cells) of each CSV record; one the csv module cannot read (a field over its size limit)
-    comes as the error instead, and reading goes on at the next line."""
+def records(lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+    """(first line, cells) of each CSV record. A record the csv module cannot read (a field over its size limit)
+    stops the import: reading on at the next line would take the rest of a quoted field, pasted log lines
+    perhaps, for records of their own, and report addresses the file never listed."""
     reader = csv.reader(lines)
     start = 1
     while True:
@@ -162,7 +163,8 @@ def records(lines: Iterable[str]) -> Iterator[tuple[int, list[str] | csv.Error]]
         except StopIteration:
             return
         except csv.Error as exc:
-            record = exc
+            raise BulkError(f"line {start} is not a readable CSV record ({exc}); a report's comment has at most "
+                            f"{MAX_TEXT:,} characters: shorten or remove that record, then import again") from None
         yield start, record
         start = reader.line_num + 1
 
@@ -172,10 +174,6 @@ def read_rows(lines: Iterable[str], reporter_key: str) -> Iterator[Row]:
     columns: tuple[int | None, ...] | None = None
     seen: Counter = Counter()
     for line, record in records(lines):
-        if isinstance(record, csv.Error):    # nothing of it is known: never sent, so it needs no report_id
-            yield Row(line, ("", "", "", ""), "", problem=Outcome(UNPARSEABLE, "unreadable",
-                                                                  f"not a readable CSV record: {record}"))
-            continue
         if columns is None:
             columns = header_columns(record)
             if columns is not None:
@@ -238,6 +236,8 @@ class ImportState:
 
     @classmethod
     def from_json(cls, doc: dict) -> ImportState:
+        if doc.get("version") == 2:   # an import of the release before, which stopped where now it leaves lines
+            doc = {**doc, "version": STATE_VERSION, "left_lines": []}
         if doc.get("version") != STATE_VERSION:
             raise ValueError(f"state version {doc.get('version')!r} is not {STATE_VERSION}")
         return cls(doc["source"], doc["handled_through"], set(doc["left_lines"]), set(doc["handled_lines"]),

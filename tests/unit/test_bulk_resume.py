@@ -215,16 +215,38 @@ def test_a_batch_cut_short_by_a_crash_after_some_answers_resumes_past_them(tmp_p
     assert (summary["delivered"], summary["duplicate"]) == (4, 0)
 
 
-def test_a_field_over_the_csv_size_limit_makes_its_row_unparseable_and_the_import_goes_on(tmp_path):
-    owners = Owners({"8.8.8.1": B, "8.8.8.2": B})
-    importer, source, state = import_csv(tmp_path, owners, (row("8.8.8.1"), row("9.9.9.1", "x" * 200_000),
-                                                            row("8.8.8.2")))
+def test_an_import_interrupted_before_the_upgrade_resumes_from_its_version_2_state(tmp_path):
+    """A version-2 state is version 3 with no lines left for a rerun: those runs stopped instead."""
+    ips = [f"8.8.8.{n}" for n in range(1, 5)]
+    owners = Owners(dict.fromkeys(ips, B))
+    owners.budget[B] = 2
+    importer, source, state = import_csv(tmp_path, owners, tuple(map(row, ips)), batch_size=4)
+
+    def crash(_):
+        raise KeyboardInterrupt
+    importer.sleep = crash
+    with pytest.raises(KeyboardInterrupt):
+        importer.run(source, state)
+    old = saved(state)
+    del old["left_lines"]
+    state.write_text(json.dumps({**old, "version": 2}))
+    owners.budget[B] = 2
+    importer.sleep = lambda _: None
     summary = importer.run(source, state).to_json()
-    assert (summary["total"], summary["delivered"], summary["unparseable"]) == (3, 2, 1)
-    assert summary["reasons"] == {"unparseable": {"unreadable": 1}}
-    assert owners.received[B] == ["8.8.8.1", "8.8.8.2"]
-    [listed] = unsent(state)
-    assert listed["Line"] == "3" and "field larger than field limit" in listed["Reason"]
+    assert (summary["delivered"], summary["duplicate"]) == (4, 0)
+
+
+@pytest.mark.parametrize("inside", ["", "\n8.8.8.3,14,2026-11-20T10:00:00Z,pasted log line\n"])
+def test_a_field_over_the_csv_size_limit_stops_the_import_at_its_line_and_nothing_inside_it_is_sent(tmp_path,
+                                                                                                     inside):
+    """Reading on at the next line would take the rest of the quoted field for records: a pasted log line naming
+    8.8.8.3 would accuse an address the file never listed."""
+    owners = Owners({"8.8.8.1": B, "8.8.8.2": B, "8.8.8.3": B})
+    importer, source, state = import_csv(tmp_path, owners, (row("8.8.8.1"), row("9.9.9.1", "x" * 200_000 + inside),
+                                                            row("8.8.8.2")))
+    with pytest.raises(BulkError, match="^line 3 is not a readable CSV record"):
+        importer.run(source, state)
+    assert "8.8.8.3" not in owners.received.get(B, [])
 
 
 def test_a_comment_longer_than_a_report_may_carry_is_refused_before_sending(tmp_path):
