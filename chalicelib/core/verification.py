@@ -126,14 +126,16 @@ class StoreCanary:
 
 
 def reported_ports(node: Node, ip: str, category: str) -> tuple[int, ...]:
-    """The ports the case's reports name (`source_port`), the most named first: a proxy on 3129 is not found by
-    probing the usual ports alone, and refuting it would halve its honest reporters' reputation."""
-    named: Counter[int] = Counter()
+    """The ports the case's reports name (`source_port`), those most reporters named first: a proxy on 3129 is
+    not found by probing the usual ports alone, and refuting it would halve its honest reporters' reputation.
+    Reporters are counted, not reports, so one key repeating other ports cannot crowd the true one out."""
+    named: set[tuple[int, str]] = set()
     for record in node.reports.case_reports(ip, category):
         port = json.loads(record.envelope_json)["report"].get("source_port")
         if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
-            named[port] += 1
-    return tuple(port for port, _ in named.most_common(REPORTED_PORTS_CHECKED))
+            named.add((port, record.reporter))
+    reporters = Counter(port for port, _ in named)
+    return tuple(sorted(reporters, key=lambda port: (-reporters[port], port))[:REPORTED_PORTS_CHECKED])
 
 
 def check_options(node: Node, ip: str, category: str) -> dict[str, dict[str, Any]]:

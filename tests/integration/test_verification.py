@@ -351,10 +351,13 @@ def test_the_proxy_check_also_probes_the_ports_reporters_named_most(make_node):
         body = build_report(by_slug("open-proxy"), "127.0.0.5", {"org": "t"}, NOW, port=port)
         return sign_envelope(body, KeyPair.generate())
 
-    intake.submit(node, [proxy_report(p) for p in (3129, 3129, 3129, 8118, 8118, 3128, 3128, 1, 2, None)])
+    flooder = KeyPair.generate()   # one key naming other ports many times counts as one reporter
+    flood = [sign_envelope(build_report(by_slug("open-proxy"), "127.0.0.5", {"org": "f"}, NOW, port=port), flooder)
+             for port in (4, 5, 6, 7) for _ in range(5)]
+    intake.submit(node, [proxy_report(p) for p in (3129,) * 4 + (8118,) * 3 + (3128, 3128, 1, 2, None)] + flood)
     run_due_jobs(node)
     ports = node.scanner.options[0]["open-proxy"]["ports"]
-    assert ports[:4] == (3129, 8118, 3128, 1) and 2 not in ports   # the four most named, then the usual ones
+    assert ports[:4] == (3129, 8118, 3128, 1) and 2 not in ports   # by reporters naming them (ties: lower first)
     assert ports[4:] == tuple(p for p in DEFAULT_PROXY_PORTS if p != 3128)
 
 
