@@ -269,7 +269,7 @@ def send(ip, port, comment, observed, evidence_files, dry_run, as_json, root_url
                     "answer": delivery.answer, "hops": list(delivery.resolution.hops)})
     else:
         again = " (already received earlier)" if delivery.status == 200 else ""
-        click.echo(f"reported {ip} ({category}) to {delivery.endpoint}{again}")
+        click.echo(printable(f"reported {ip} ({category}) to {delivery.endpoint}{again}"))
         click.echo(printable(f"report id {report['report_id']}, status {delivery.answer.get('status')}, "
                              f"rank by your credentials: {delivery.answer.get('rank', 'anonymous')}"))
         if delivery.answer.get("credentials_ignored"):
@@ -389,11 +389,11 @@ def show_owner(submitter: Submitter, ip: str, as_json: bool) -> None:
     if as_json:
         print_json(resolution_json(resolution))
         return
-    click.echo(f"{resolution.ip} is handled by {resolution.endpoint} (prefix {resolution.prefix})")
+    click.echo(printable(f"{resolution.ip} is handled by {resolution.endpoint} (prefix {resolution.prefix})"))
     click.echo("verified chain, root first:")
-    for line in describe_chain(resolution.chain):
-        click.echo(line)
-    click.echo(f"asked: {' → '.join(resolution.hops)}")
+    for line in describe_chain(resolution.chain):   # endpoints are whatever their issuers signed
+        click.echo(printable(line))
+    click.echo(printable(f"asked: {' → '.join(resolution.hops)}"))
 
 
 @click.command(context_settings=CONTEXT)
@@ -438,7 +438,7 @@ def init(root_url, root_key, org, contact, domain, smtp, credentials_file, dev, 
     config.save(path)
     click.echo(f"reporter key {key.public}")
     if standing:
-        click.echo(describe_standing(standing))
+        click.echo(printable(describe_standing(standing)))
     click.echo(f"configuration written to {path}")
 
 
@@ -474,7 +474,7 @@ def use_credentials(credentials_file, config_path) -> None:
     standing = checked_credentials(credentials_file, signing_key(config), config.root_key)
     config.credentials_file = str(credentials_file.resolve())
     config.save(path)
-    click.echo(describe_standing(standing))
+    click.echo(printable(describe_standing(standing)))
     click.echo(f"configuration written to {path}")
 
 
