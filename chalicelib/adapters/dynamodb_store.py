@@ -154,14 +154,14 @@ class DynamoDBDelegationStore:
     @contextmanager
     def granting(self) -> Iterator[None]:
         """A lease item, taken on condition that it is free or its time is up, so that a holder that died frees it
-        after GRANT_LEASE_SECONDS; a grant waits that long at most for another to finish."""
-        owner, deadline = uuid.uuid4().hex, time.monotonic() + GRANT_LEASE_SECONDS
+        after GRANT_LEASE_SECONDS; a grant waits twice that at most, so a dead holder's lease runs out meanwhile."""
+        owner, deadline = uuid.uuid4().hex, time.monotonic() + 2 * GRANT_LEASE_SECONDS
         while self.table.update(*GRANT_LEASE, "SET #owner = :owner, #until = :until",
                                 "attribute_not_exists(#until) OR #until < :now",
                                 {"owner": owner, "until": time.time() + GRANT_LEASE_SECONDS,
                                  "now": time.time()}) is None:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"another grant held the lease for over {GRANT_LEASE_SECONDS} s")
+                raise TimeoutError(f"another grant held the lease for over {2 * GRANT_LEASE_SECONDS} s")
             time.sleep(0.05)
         try:
             yield
