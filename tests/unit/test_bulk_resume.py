@@ -195,8 +195,9 @@ def test_rows_an_owner_took_before_rate_limiting_the_rest_stay_handled(tmp_path)
     assert sorted(owners.received[B]) == sorted(ips)
 
 
-def test_a_batch_cut_short_by_a_crash_after_some_answers_resumes_past_them(tmp_path):
-    """The rows of a part the owner answered are saved before anything else happens to the batch."""
+def crashed_after_two_answers(tmp_path: Path) -> tuple[Owners, BulkImport, Path, Path]:
+    """A batch of 4 of which the owner took 2 before rate-limiting the rest; the process dies while it waits.
+    The importer and owner are ready for the rerun."""
     ips = [f"8.8.8.{n}" for n in range(1, 5)]
     owners = Owners(dict.fromkeys(ips, B))
     owners.budget[B] = 2
@@ -207,31 +208,25 @@ def test_a_batch_cut_short_by_a_crash_after_some_answers_resumes_past_them(tmp_p
     importer.sleep = crash
     with pytest.raises(KeyboardInterrupt):
         importer.run(source, state)
-    assert saved(state)["handled_lines"] == [2, 3]
-
     owners.budget[B] = 2
     importer.sleep = lambda _: None
+    return owners, importer, source, state
+
+
+def test_a_batch_cut_short_by_a_crash_after_some_answers_resumes_past_them(tmp_path):
+    """The rows of a part the owner answered are saved before anything else happens to the batch."""
+    _, importer, source, state = crashed_after_two_answers(tmp_path)
+    assert saved(state)["handled_lines"] == [2, 3]
     summary = importer.run(source, state).to_json()
     assert (summary["delivered"], summary["duplicate"]) == (4, 0)
 
 
 def test_an_import_interrupted_before_the_upgrade_resumes_from_its_version_2_state(tmp_path):
     """A version-2 state is version 3 with no lines left for a rerun: those runs stopped instead."""
-    ips = [f"8.8.8.{n}" for n in range(1, 5)]
-    owners = Owners(dict.fromkeys(ips, B))
-    owners.budget[B] = 2
-    importer, source, state = import_csv(tmp_path, owners, tuple(map(row, ips)), batch_size=4)
-
-    def crash(_):
-        raise KeyboardInterrupt
-    importer.sleep = crash
-    with pytest.raises(KeyboardInterrupt):
-        importer.run(source, state)
+    _, importer, source, state = crashed_after_two_answers(tmp_path)
     old = saved(state)
     del old["left_lines"]
     state.write_text(json.dumps({**old, "version": 2}))
-    owners.budget[B] = 2
-    importer.sleep = lambda _: None
     summary = importer.run(source, state).to_json()
     assert (summary["delivered"], summary["duplicate"]) == (4, 0)
 
