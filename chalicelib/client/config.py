@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
+from ..protocol.delegation import MalformedDelegation, check_endpoint
 from ..protocol.endorsement import MAX_CREDENTIALS
 from ..protocol.keys import InvalidKey, parse_public_key
 
@@ -23,11 +24,15 @@ def config_dir() -> Path:
 
 
 def check_base_url(url) -> str:
-    """A node's base URL (the root's, a report's owner): http(s) with a host, returned without a trailing '/'."""
-    parts = _split(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+    """A node's base URL (the root's, a report's owner): what a delegation may name as an endpoint, and with a port
+    something could connect to; returned without a trailing '/'."""
+    try:
+        checked = check_endpoint(url)
+    except MalformedDelegation:
+        checked = None
+    if checked is None or _split(url) is None:
         raise ConfigError(f"{url!r} is not an http(s) URL with a host (and a port from 1 to 65535, if it names one)")
-    return url.rstrip("/")
+    return checked
 
 
 def check_root_key(key) -> str:
